@@ -1,0 +1,115 @@
+# rotlab -- build (float and double variants), deps, run, test, bench, asan, install.
+#
+#   make            build the float and double hosts: build/bin/rotlab, build/bin/rotlab-double
+#   make run        deps + build + data + the default experiment (experiments/quickstart.lua)
+#   make test       deps + build + data + every test (one prove run)
+#   make asan       the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make bench      benchmarks (milliseconds, peak memory)
+#   make install    PREFIX=/usr/local
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+PKGS    := lua5.4 hdf5 sqlite3 openblas
+JOBS    ?= 2
+
+# Debian packages the build, the tests and the plots need (installed by `make deps` when missing).
+DEB_PKGS := gcc make pkg-config liblua5.4-dev libopenblas-dev libhdf5-dev libsqlite3-dev perl sqlite3 \
+            python3-h5py python3-numpy gnuplot-nox ca-certificates
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN    := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) -fopenmp -MMD -MP $(PKG_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -lm -fopenmp
+SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+SRC     := $(sort $(shell find core lua db -name '*.c'))
+OBJ_F   := $(SRC:%.c=build/obj/float/%.o)
+OBJ_D   := $(SRC:%.c=build/obj/double/%.o)
+OBJ_AF  := $(SRC:%.c=build/obj/asan-float/%.o)
+OBJ_AD  := $(SRC:%.c=build/obj/asan-double/%.o)
+
+DATA    := build/data/digit_bags.h5 build/data/digit_points.h5
+ifneq ($(wildcard ../shared/data),)
+DATA_DIR ?= ../shared/data
+endif
+
+.PHONY: all deps run test asan bench install clean data check-deps
+
+all: build/bin/rotlab build/bin/rotlab-double
+
+build/obj/float/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+build/obj/double/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DRL_DOUBLE -c $< -o $@
+build/obj/asan-float/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
+build/obj/asan-double/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -DRL_DOUBLE -c $< -o $@
+
+build/bin/rotlab: $(OBJ_F)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+build/bin/rotlab-double: $(OBJ_D)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+build/asan/bin/rotlab: $(OBJ_AF)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+build/asan/bin/rotlab-double: $(OBJ_AD)
+	@mkdir -p $(dir $@)
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS)
+
+-include $(OBJ_F:.o=.d) $(OBJ_D:.o=.d) $(OBJ_AF:.o=.d) $(OBJ_AD:.o=.d)
+
+# Installs the missing Debian packages (needs root, or sudo) -- nothing else is downloaded.
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# The shipped default data, derived from UCI digits (see README: provenance and licence).
+data: $(DATA)
+$(DATA) &: build/bin/rotlab experiments/make_digits.lua
+	@mkdir -p build/data
+	build/bin/rotlab run experiments/make_digits.lua out=build/data $(if $(DATA_DIR),data=$(DATA_DIR))
+
+run: deps
+	$(MAKE) -j$(JOBS) all
+	$(MAKE) data
+	build/bin/rotlab run experiments/quickstart.lua $(if $(DATA_DIR),data=$(DATA_DIR))
+
+TESTS := $(sort $(wildcard tests/*.t))
+
+test: deps
+	$(MAKE) -j$(JOBS) all
+	$(MAKE) data
+	PATH="$(CURDIR)/build/bin:$$PATH" prove $(PROVE_FLAGS) $(TESTS)
+
+asan: deps
+	$(MAKE) -j$(JOBS) all build/asan/bin/rotlab build/asan/bin/rotlab-double
+	$(MAKE) data
+	PATH="$(CURDIR)/build/asan/bin:$$PATH" ASAN_OPTIONS=detect_leaks=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 prove $(PROVE_FLAGS) $(TESTS)
+
+bench: all data
+	build/bin/rotlab run tests/bench/bench.lua
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rotlab
+	cp -r lua db $(DESTDIR)$(PREFIX)/share/rotlab/
+	$(CC) $(ALL_CFLAGS) -DRL_INSTALL_DIR='"$(PREFIX)/share/rotlab"' -c lua/host.c -o build/obj/host-install.o
+	$(CC) -o $(DESTDIR)$(PREFIX)/bin/rotlab $(filter-out build/obj/float/lua/host.o,$(OBJ_F)) build/obj/host-install.o $(LDLIBS)
+
+clean:
+	rm -rf build

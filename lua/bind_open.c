@@ -1,0 +1,17 @@
+/*
+** bind_open.c -- luaopen_rotlab_core: builds the `rotlab.core` table from every area of the binding.
+*/
+#include "bind.h"
+
+int luaopen_rotlab_core(lua_State *L);
+
+int luaopen_rotlab_core(lua_State *L) {
+  lua_newtable(L);
+  rlb_open_core(L);
+  rlb_open_nn(L);
+  rlb_open_pool(L);
+  rlb_open_optim(L);
+  rlb_open_data(L);
+  rlb_open_db(L);
+  return 1;
+}

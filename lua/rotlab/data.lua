@@ -1,0 +1,2 @@
+--[[ rotlab.data -- placeholder until the area lands. ]]
+return {}

@@ -1,0 +1,2 @@
+--[[ rotlab.db -- placeholder until the area lands. ]]
+return {}

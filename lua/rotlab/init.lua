@@ -1,0 +1,20 @@
+--[[
+rotlab -- `require "rotlab"`: the public Lua API (DESIGN section 7). The C binding lives in `rotlab.core`;
+this file gathers it and the pure-Lua parts into one table.
+]]
+local core = require "rotlab.core"
+
+local rl = {}
+for k, v in pairs(core) do
+  if type(k) == "string" and not k:find("^_") then rl[k] = v end
+end
+rl.core = core
+rl.version = "0.1.0"
+
+rl.nn = require "rotlab.nn"
+rl.pool = require "rotlab.pool"
+rl.optim = require "rotlab.optim"
+rl.data = require "rotlab.data"
+rl.db = require "rotlab.db"
+
+return rl

@@ -1,0 +1,2 @@
+--[[ rotlab.optim -- placeholder until the area lands. ]]
+return {}

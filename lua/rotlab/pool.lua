@@ -1,0 +1,2 @@
+--[[ rotlab.pool -- placeholder until the area lands. ]]
+return {}
