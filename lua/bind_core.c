@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "bind.h"
 
@@ -668,6 +669,14 @@ static int l_manual_seed(lua_State *L) {
   return 0;
 }
 
+/* rl.wall_time() -> monotonic wall-clock seconds (for timing; not a date) */
+static int l_wall_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+  return 1;
+}
+
 static int l_default_rng(lua_State *L) {
   rlb_default_rng(L);
   return 1;
@@ -1088,7 +1097,7 @@ int rlb_open_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"tensor", l_tensor},   {"zeros", l_zeros},           {"full", l_full},
                                  {"randn", l_randn},     {"rand", l_rand},             {"sets", l_sets},
                                  {"groups", l_groups},   {"rng", l_rng},               {"manual_seed", l_manual_seed},
-                                 {"default_rng", l_default_rng}, {NULL, NULL}};
+                                 {"default_rng", l_default_rng}, {"wall_time", l_wall_time}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   lua_pushstring(L, RL_REAL_NAME);
   lua_setfield(L, -2, "real");
