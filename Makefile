@@ -36,7 +36,7 @@ ifneq ($(wildcard ../shared/data),)
 DATA_DIR ?= ../shared/data
 endif
 
-.PHONY: all deps run test asan bench install clean data check-deps
+.PHONY: all deps print-deps run test asan bench install clean data
 
 all: build/bin/rotlab build/bin/rotlab-double
 
@@ -77,6 +77,9 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+
+print-deps:
+	@echo $(DEB_PKGS)
 
 # The shipped default data, derived from UCI digits (see README: provenance and licence).
 data: $(DATA)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bind.h"
 
@@ -677,6 +678,14 @@ static int l_wall_time(lua_State *L) {
   return 1;
 }
 
+/* rl.isatty(fd) -> true when file descriptor fd (0, 1, 2) is a terminal (progress bars) */
+static int l_isatty(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= 2, 1, "expected 0, 1 or 2");
+  lua_pushboolean(L, isatty((int)fd));
+  return 1;
+}
+
 static int l_default_rng(lua_State *L) {
   rlb_default_rng(L);
   return 1;
@@ -1097,7 +1106,7 @@ int rlb_open_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"tensor", l_tensor},   {"zeros", l_zeros},           {"full", l_full},
                                  {"randn", l_randn},     {"rand", l_rand},             {"sets", l_sets},
                                  {"groups", l_groups},   {"rng", l_rng},               {"manual_seed", l_manual_seed},
-                                 {"default_rng", l_default_rng}, {"wall_time", l_wall_time}, {NULL, NULL}};
+                                 {"default_rng", l_default_rng}, {"wall_time", l_wall_time}, {"isatty", l_isatty}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   lua_pushstring(L, RL_REAL_NAME);
   lua_setfield(L, -2, "real");
