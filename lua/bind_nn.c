@@ -23,10 +23,10 @@ static int ctor_argerror(lua_State *L, int arg, const char *fname, const char *m
 static int64_t check_width(lua_State *L, int arg, const char *fname, const char *what) {
   int ok;
   lua_Integer v = lua_tointegerx(L, arg, &ok);
-  if (!ok || v < 1)
-    ctor_argerror(L, arg, fname,
-                  lua_pushfstring(L, "expected a positive %s width, got %s", what,
-                                  lua_type(L, arg) == LUA_TNUMBER ? luaL_tolstring(L, arg, NULL) : luaL_typename(L, arg)));
+  if (!ok || v < 1) {
+    const char *got = lua_type(L, arg) == LUA_TNUMBER ? luaL_tolstring(L, arg, NULL) : luaL_typename(L, arg);
+    ctor_argerror(L, arg, fname, lua_pushfstring(L, "expected a positive %s width, got %s", what, got));
+  }
   return (int64_t)v;
 }
 
@@ -159,7 +159,8 @@ static int loss_forward(lua_State *L) {
   return 1;
 }
 
-/* loss:backward() -> gradient of the mean loss w.r.t. the logits of the last forward (tensor) */
+/* loss:backward() -> gradient of the mean loss w.r.t. the logits of the last forward (tensor). Each forward
+** creates a new gradient tensor, so a returned gradient is never overwritten by a later forward. */
 static int loss_backward(lua_State *L) {
   rlb_loss *u = luaL_checkudata(L, 1, RLB_LOSS);
   if (lua_getiuservalue(L, 1, 1) != LUA_TUSERDATA)

@@ -194,7 +194,8 @@ do
   t:ok(ext == ext and ext < 1e-12, "BCEWithLogits is stable for large logits")
 
   -- errors
-  t:raises(function() ce:forward(logits, { 2, 0, 3, 0 }) end, "bad argument #2 to 'forward' %(cross_entropy: label 3 is 3, expected an integer class id in 0%.%.2%)",
+  t:raises(function() ce:forward(logits, { 2, 0, 3, 0 }) end,
+    "bad argument #2 to 'forward' %(cross_entropy: label 3 is 3, expected an integer class id in 0%.%.2%)",
     "CrossEntropy: label out of range")
   t:raises(function() ce:forward(logits, { 2, 0, -1, 0 }) end, "label 3 is %-1", "CrossEntropy: negative label")
   t:raises(function() ce:forward(logits, { 2, 0.5, 1, 0 }) end, "label 2 is 0%.5, expected an integer",
@@ -219,7 +220,8 @@ end
 
 ----------------------------------------------------------------------------------------------- Sequential
 do
-  local net = rl.nn.Sequential{ rl.nn.Linear(4, 6, { rng = rl.rng(1) }), rl.nn.ReLU(), rl.nn.Linear(6, 2, { rng = rl.rng(2) }) }
+  local net = rl.nn.Sequential{ rl.nn.Linear(4, 6, { rng = rl.rng(1) }), rl.nn.ReLU(),
+    rl.nn.Linear(6, 2, { rng = rl.rng(2) }) }
   local x = rl.randn(rng, 5, 4)
   local out = net:forward(x)
   t:is(out:size(1) * 10 + out:size(2), 52, "Sequential{Linear, ReLU, Linear} output is 5 x 2")
@@ -260,7 +262,8 @@ t:raises(function() rl.nn.Linear(3, 2):backward(rl.zeros(4, 3), rl.zeros(4, 2)) 
 t:raises(function() rl.nn.ReLU():forward(rl.zeros(2, 2, 2)) end, "relu: expected a 2%-D tensor, got 3%-D",
   "ReLU: 3-D input")
 t:raises(function() rl.nn.ReLU{ inplace = true } end, "bad argument #1 to 'ReLU' %(takes no options", "ReLU: option")
-t:raises(function() rl.nn.ELU{ alpah = 1 } end, "ELU: unknown option 'alpah' %(known options: alpha%)", "ELU: unknown option")
+t:raises(function() rl.nn.ELU{ alpah = 1 } end, "ELU: unknown option 'alpah' %(known options: alpha%)",
+  "ELU: unknown option")
 t:raises(function() rl.nn.ELU{ alpha = "x" } end, "option 'alpha': expected a finite number", "ELU: bad alpha")
 t:raises(function() rl.nn.Softplus{ beta = 0 } end, "bad argument #1 to 'Softplus' %(option 'beta' must be positive%)",
   "Softplus: beta = 0")

@@ -178,7 +178,8 @@ do
   t:ok(math.abs(s1 - 1) < 1e-12 and math.abs(s2 - 1) < 1e-12, "attention: weights sum to 1 within each set")
   t:raises(function() rl.pool.attention{ dim = 4 }:weights() end, "weights%(%) called before forward",
     "attention: weights() before forward")
-  t:raises(function() rl.pool.attention{ hidden = 8 } end, "bad argument #1 to 'attention' %(option 'dim' %(the input width%) is required%)",
+  t:raises(function() rl.pool.attention{ hidden = 8 } end,
+    "bad argument #1 to 'attention' %(option 'dim' %(the input width%) is required%)",
     "attention: dim is required")
   t:raises(function() rl.pool.attention() end, "bad argument #1 to 'attention' %(expected an options table",
     "attention: options table is required")
@@ -208,7 +209,8 @@ do
   for _, n in ipairs(names) do have[n] = true end
   t:ok(have.add and have.mean and have.max and have.attention, "pool.list() has add, mean, max, attention")
   t:is(rl.pool.make("mean", { dim = 2 }):kind(), "mean", "pool.make builds a pooling by name")
-  t:raises(function() rl.pool.make("median", {}) end, "unknown pooling 'median'; known poolings: .*attention", "pool.make: unknown name")
+  t:raises(function() rl.pool.make("median", {}) end, "unknown pooling 'median'; known poolings: .*attention",
+    "pool.make: unknown name")
   t:raises(function() rl.pool.make(3) end, "expected a pooling name", "pool.make: name not a string")
   t:raises(function() rl.pool.make("attention", { dim = 2, foo = 1 }) end, "unknown option 'foo'",
     "pool.make passes the options through")

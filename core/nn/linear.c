@@ -52,7 +52,8 @@ static int linear_backward(rl_module *m, const rl_batch *in, const rl_tensor *gr
     }
   }
   /* grad_x (rows x in) = gy W */
-  if (grad_in) rl_gemm(0, 0, rows, l->in, l->out, 1, gy, l->out, m->params[0].value.data, l->in, 0, grad_in->data, l->in);
+  if (grad_in)
+    rl_gemm(0, 0, rows, l->in, l->out, 1, gy, l->out, m->params[0].value.data, l->in, 0, grad_in->data, l->in);
   return RL_OK;
 }
 
