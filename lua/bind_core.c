@@ -965,8 +965,8 @@ void rlb_check_options(lua_State *L, int idx, const char *fname, const char *con
         luaL_addstring(&b, *p);
       }
       luaL_pushresult(&b);
-      luaL_error(L, "%s: unknown option '%s' (known options: %s)", fname, luaL_tolstring(L, -2, NULL),
-                 lua_tostring(L, -2));
+      const char *key = luaL_tolstring(L, -2, NULL); /* stack: key, known list, key string */
+      luaL_error(L, "%s: unknown option '%s' (known options: %s)", fname, key, lua_tostring(L, -2));
     }
   }
 }
