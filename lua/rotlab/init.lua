@@ -16,5 +16,6 @@ rl.pool = require "rotlab.pool"
 rl.optim = require "rotlab.optim"
 rl.data = require "rotlab.data"
 rl.db = require "rotlab.db"
+rl.sqlite = rl.db.sqlite
 
 return rl
