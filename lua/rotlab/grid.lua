@@ -166,9 +166,9 @@ end
 
 function Grid:__len() return #self:configs() end
 
--- The stable id of one run: a hash of (experiment, canonical config, seed, fold).
+-- The stable id of one run: a hash of (experiment, canonical config, seed, fold) -- the results DB's own key.
 function grid.run_key(experiment, config, seed, fold)
-  return json.hash(json.encode({ experiment = experiment, config = config, seed = seed, fold = fold or 0 }))
+  return require("db.results").run_key(experiment, json.encode(config), seed, fold)
 end
 
 grid.Grid = Grid
