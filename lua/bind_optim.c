@@ -1,13 +1,14 @@
 /*
 ** bind_optim.c -- Lua binding of core/optim: low-level update steps on tensors, the learning-rate schedules and
 ** gradient clipping. rotlab/optim.lua builds the optimizer and scheduler objects on top of these.
-**   core.optim_sgd_check(cfg)                                      validates {lr, momentum, dampening, weight_decay, nesterov}
-**   core.optim_sgd_step(value, grad, buf|nil, cfg, step)           in place on value (and buf)
-**   core.optim_adam_check(cfg)                                     validates {lr, betas, eps, weight_decay, amsgrad, decoupled}
-**   core.optim_adam_step(value, grad, m, v, vmax|nil, cfg, step)   in place on value, m, v (and vmax)
-**   core.optim_step_lr(base_lr, epoch, step_size, gamma)           -> lr
-**   core.optim_cosine_warm_restarts(base_lr, epoch, T_0, T_mult, eta_min) -> lr, T_cur, T_i
-**   core.optim_clip_grad_norm({tensor, ...}, max_norm)             -> total norm before clipping (grads scaled in place)
+**   core.optim_sgd_check(cfg)                               cfg = {lr, momentum, dampening, weight_decay, nesterov}
+**   core.optim_sgd_step(value, grad, buf|nil, cfg, step)    in place on value (and buf)
+**   core.optim_adam_check(cfg)                              cfg = {lr, betas, eps, weight_decay, amsgrad, decoupled}
+**   core.optim_adam_step(value, grad, m, v, vmax|nil, cfg, step)             in place on value, m, v (and vmax)
+**   core.optim_step_lr(base_lr, epoch, step_size, gamma)                     -> lr
+**   core.optim_cosine_warm_restarts(base_lr, epoch, T_0, T_mult, eta_min)    -> lr, T_cur, T_i
+**   core.optim_clip_grad_norm({tensor, ...}, max_norm)      -> total norm before clipping (grads scaled in place)
+**   core.optim_storage(tensor)                              -> light userdata of its data (nil if empty)
 ** Configuration errors are raised with the core message (e.g. "option 'lr' must be >= 0, got -1") so the Lua
 ** layer can prefix the user's function and argument.
 */
@@ -184,8 +185,19 @@ static int l_clip_grad_norm(lua_State *L) {
     lua_pop(L, 1);
   }
   double total;
-  if (rl_clip_grad_norm((int64_t)count, ptrs, sizes, max_norm, &total)) return rlb_argerror(L, 2);
+  if (rl_clip_grad_norm((int64_t)count, ptrs, sizes, max_norm, &total)) return rlb_error(L);
   lua_pushnumber(L, total);
+  return 1;
+}
+
+/* core.optim_storage(tensor) -> light userdata naming the first value (or nil for an empty tensor): lets the Lua
+** layer refuse a parameter listed twice, since two views of one parameter are different userdata. */
+static int l_storage(lua_State *L) {
+  rlb_tensor *u = rlb_checktensor(L, 1);
+  if (u->t.numel == 0)
+    lua_pushnil(L);
+  else
+    lua_pushlightuserdata(L, u->t.data);
   return 1;
 }
 
@@ -197,6 +209,7 @@ int rlb_open_optim(lua_State *L) {
                                  {"optim_step_lr", l_step_lr},
                                  {"optim_cosine_warm_restarts", l_cosine_warm_restarts},
                                  {"optim_clip_grad_norm", l_clip_grad_norm},
+                                 {"optim_storage", l_storage},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;

@@ -25,7 +25,8 @@ int rl_sgd_check(const rl_sgd_config *cfg) {
     return rl_fail(RL_EINVAL, "option 'dampening' must be a finite number, got %g", cfg->dampening);
   if ((rc = check_at_least("weight_decay", cfg->weight_decay, 0.0))) return rc;
   if (cfg->nesterov && (cfg->momentum <= 0.0 || cfg->dampening != 0.0))
-    return rl_fail(RL_EINVAL, "option 'nesterov' requires momentum > 0 and dampening = 0 (got momentum %g, dampening %g)",
+    return rl_fail(RL_EINVAL,
+                   "option 'nesterov' requires momentum > 0 and dampening = 0 (got momentum %g, dampening %g)",
                    cfg->momentum, cfg->dampening);
   return RL_OK;
 }
@@ -37,7 +38,8 @@ int rl_sgd_step(int64_t n, real *param, const real *grad, real *momentum_buf, co
   if (n < 0) return rl_fail(RL_EINVAL, "sgd: negative number of values (%lld)", (long long)n);
   if (step < 1) return rl_fail(RL_EINVAL, "sgd: step index must be >= 1, got %lld", (long long)step);
   int use_momentum = cfg->momentum != 0.0;
-  if (use_momentum && !momentum_buf) return rl_fail(RL_EINVAL, "sgd: momentum %g needs a momentum buffer", cfg->momentum);
+  if (use_momentum && !momentum_buf)
+    return rl_fail(RL_EINVAL, "sgd: momentum %g needs a momentum buffer", cfg->momentum);
   const double lr = cfg->lr, wd = cfg->weight_decay, mu = cfg->momentum, keep = 1.0 - cfg->dampening;
   for (int64_t i = 0; i < n; i++) {
     double g = (double)grad[i] + wd * (double)param[i];

@@ -78,7 +78,7 @@ local function check_options(fname, n, opts, known)
 end
 
 -- A copy of the parameter list after checking it: a non-empty list of {name=, value=tensor, grad=tensor} with
--- value and grad of the same shape.
+-- value and grad of the same shape, no parameter listed twice (it would be updated twice per step).
 local function check_params(fname, params)
   local what = "expected a non-empty list of parameters {name=, value=, grad=} (module:parameters())"
   if type(params) ~= "table" then argerror(fname, 1, what .. ", got " .. type(params)) end
@@ -87,7 +87,7 @@ local function check_params(fname, params)
   local count = 0
   for _ in pairs(params) do count = count + 1 end
   if count ~= n then argerror(fname, 1, what .. ", got a table with keys other than 1.." .. n) end
-  local list = {}
+  local list, seen = {}, {}
   for i = 1, n do
     local p = params[i]
     if type(p) ~= "table" then
@@ -99,6 +99,13 @@ local function check_params(fname, params)
     if shape_string(p.value) ~= shape_string(p.grad) then
       argerror(fname, 1, ("%s: grad has shape %s, value has shape %s"):format(label, shape_string(p.grad),
         shape_string(p.value)))
+    end
+    local key = core.optim_storage(p.value)
+    if key ~= nil then
+      if seen[key] then
+        argerror(fname, 1, ("%s is the same parameter as entry %d"):format(label, seen[key]))
+      end
+      seen[key] = i
     end
     list[i] = { name = p.name, value = p.value, grad = p.grad, module = p.module }
   end
@@ -245,7 +252,7 @@ local function check_integer_option(fname, opts, key, required)
     if required then argerror(fname, 2, ("option '%s' is required"):format(key)) end
     return nil
   end
-  if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v) and v == v and math.abs(v) < 2^53) then
+  if type(v) ~= "number" or math.tointeger(v) == nil then
     argerror(fname, 2, ("option '%s' must be an integer, got %s"):format(key, tostring(v)))
   end
   return math.tointeger(v)
@@ -312,7 +319,9 @@ end
 -- returns the total norm before clipping. A non-finite norm is returned and nothing is scaled.
 function optim.clip_grad_norm(params, max_norm)
   local list = check_params("clip_grad_norm", params)
-  if type(max_norm) ~= "number" then argerror("clip_grad_norm", 2, "max_norm must be a number, got " .. type(max_norm)) end
+  if type(max_norm) ~= "number" then
+    argerror("clip_grad_norm", 2, "max_norm must be a number, got " .. type(max_norm))
+  end
   local grads = {}
   for i, p in ipairs(list) do grads[i] = p.grad end
   return (checked("clip_grad_norm", 2, core.optim_clip_grad_norm, grads, max_norm))
