@@ -55,8 +55,8 @@ static int64_t opt_int(lua_State *L, const char *fname, const char *key, int64_t
   int ok;
   lua_Integer v = lua_tointegerx(L, -1, &ok);
   if (!ok || (width && v < 1))
-    ctor_argerror(L, fname, lua_pushfstring(L, "option '%s': expected a positive %s, got %s", key,
-                                            width ? "width" : "integer", luaL_tolstring(L, -1, NULL)));
+    ctor_argerror(L, fname, lua_pushfstring(L, "option '%s': expected %s, got %s", key,
+                                            width ? "a positive width" : "an integer", luaL_tolstring(L, -1, NULL)));
   lua_pop(L, 1);
   return (int64_t)v;
 }

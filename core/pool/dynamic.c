@@ -93,7 +93,7 @@ static int dynamic_backward(rl_module *m, const rl_batch *in, const rl_tensor *g
 #pragma omp parallel for schedule(dynamic, 1) if (big)
   for (int64_t s = 0; s < B; s++) {
     int64_t lo = off[s], hi = off[s + 1];
-    real *gz = p->gz.data + s * D, *gzh = p->gzh.data + s * D;
+    real *gz = (real *)p->gz.data + s * D, *gzh = (real *)p->gzh.data + s * D;
     rl_setop_softmax_pool_backward(x, D, lo, hi, att + K * R, gy + s * D, gs, gx);
     for (int64_t it = K - 1; it >= 0; it--) {
       const real *z = zs + (it * B + s) * D;
@@ -156,5 +156,5 @@ const real *rl_pool_dynamic_weights(const rl_module *m, int64_t *rows) {
   if (m->ops != &dynamic_ops) return NULL;
   const dynamic_pool *p = (const dynamic_pool *)m;
   *rows = p->cached_rows;
-  return p->cached_rows ? p->att.data + p->k * p->cached_rows : NULL;
+  return p->cached_rows ? (const real *)p->att.data + p->k * p->cached_rows : NULL;
 }
