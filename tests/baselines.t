@@ -374,6 +374,32 @@ do -- backward accumulates parameter gradients; grad_in can be skipped
   t:ok(m:grad("regressor.0.weight"):maxdiff(g1:clone():scale(2)) <= 1e-14, "backward accumulates into grads")
 end
 
+do -- a batch big enough for the OpenMP path gives, set by set, what the sets give alone (no races)
+  local bsizes, boff = {}, { 0 }
+  for s = 1, 60 do bsizes[s] = rng:int(90); boff[s + 1] = boff[s] + bsizes[s] end
+  local Db = 12
+  local Xb = rl.randn(rng, boff[#boff], Db)
+  local big = rl.sets(Xb, boff)
+  local head = {}
+  for r = 1, boff[4] do head[r] = r end
+  local few = rl.sets(Xb:rows(head), { boff[1], boff[2], boff[3], boff[4] })
+  local gy = rl.randn(rng, 60, 2 * Db)
+  for _, name in ipairs(NAMES) do
+    local m = make(name, "paper", { dim = Db })
+    local y = m:forward(big)
+    local cols = y:size(2)
+    local g = rl.zeros(60, cols) -- the first `cols` columns of gy
+    for s = 1, 60 do for j = 1, cols do g:set(s, j, gy:get(s, j)) end end
+    local gx = m:backward(big, g)
+    local y3 = m:forward(few)
+    local gx3 = m:backward(few, g:rows { 1, 2, 3 })
+    local dy = y:rows { 1, 2, 3 }:maxdiff(y3)
+    local dg = gx:rows(head):maxdiff(gx3)
+    t:ok(dy <= 1e-12 and dg <= 1e-12, ("%s: %d-row batch (parallel path) matches its first sets alone (%.1e, %.1e)")
+      :format(name, boff[#boff], dy, dg))
+  end
+end
+
 -- ------------------------------------------------------------------ errors
 for _, name in ipairs(NAMES) do
   local m = make(name, "paper")
