@@ -220,7 +220,8 @@ for _, name in ipairs(NAMES) do
       local y = m:forward(case[1])
       local want = ref[name](sets_of(case[2], case[3]), params_of(m), compat, { steps = 3, k = 3 })
       local err = maxdiff_rows(y, want)
-      t:ok(err <= 1e-12, ("%s (%s): forward on %s matches the formula (rel err %.1e)"):format(name, compat, case[4], err))
+      t:ok(err <= 1e-12,
+        ("%s (%s): forward on %s matches the formula (rel err %.1e)"):format(name, compat, case[4], err))
     end
   end
 end
@@ -229,7 +230,9 @@ end
 for _, name in ipairs(NAMES) do
   for _, compat in ipairs(MODES) do
     gc.check(t, make(name, compat), batch, ("%s (%s)"):format(name, compat), { tol = 1e-6 })
-    if name == "gnp" then gc.check(t, make(name, compat), small, ("gnp (%s), two blocks"):format(compat), { tol = 1e-6 }) end
+    if name == "gnp" then
+      gc.check(t, make(name, compat), small, ("gnp (%s), two blocks"):format(compat), { tol = 1e-6 })
+    end
   end
 end
 -- other step counts, and the gnp cap at p = 50 (capped ps gets zero gradient)
@@ -261,7 +264,8 @@ for _, name in ipairs(NAMES) do
     local y1 = m:forward(batch)
     local y2 = m:forward(shuffled)
     local d = y1:maxdiff(y2)
-    t:ok(d <= 1e-10, ("%s (%s): rows shuffled within sets give the same output (max diff %.1e)"):format(name, compat, d))
+    t:ok(d <= 1e-10,
+      ("%s (%s): rows shuffled within sets give the same output (max diff %.1e)"):format(name, compat, d))
   end
 end
 
@@ -332,7 +336,8 @@ do
   t:is(m1:param("regressor.6.weight"):maxdiff(m2:param("regressor.6.weight")), 0, "same rng seed, same init")
   t:is(#pool("deepset") { dim = 3 }:param("regressor.0.weight"):shape(), 2, "deepset: hidden defaults to dim")
   t:is(pool("deepset") { dim = 3 }:param("regressor.0.weight"):size(1), 3, "deepset: hidden defaults to dim (3)")
-  t:is(pool("gated_attention") { dim = 3 }:param("linear_r1.weight"):size(1), 128, "gated_attention: hidden defaults to 128")
+  t:is(pool("gated_attention") { dim = 3 }:param("linear_r1.weight"):size(1), 128,
+    "gated_attention: hidden defaults to 128")
 end
 
 -- ------------------------------------------------------------------ other behaviour
@@ -343,7 +348,8 @@ do -- pooling a set-of-sets batch consumes one level
     "set2set on groups of sets returns sets of pooled rows (2 groups, width 2 D)")
   local m = pool("mixed")()
   t:is(m:forward(rl.sets(rl.zeros(4, 3), { 0, 2, 4 })):size(2), 3, "mixed without dim accepts any width")
-  t:is(pool("dynamic")():forward(rl.sets(rl.randn(rng, 4, 7), { 0, 2, 4 })):size(2), 7, "dynamic without dim accepts any width")
+  t:is(pool("dynamic")():forward(rl.sets(rl.randn(rng, 4, 7), { 0, 2, 4 })):size(2), 7,
+    "dynamic without dim accepts any width")
 end
 do -- weights() of gated_attention and dynamic: one weight per row, summing to one per set
   for _, name in ipairs { "gated_attention", "dynamic" } do
@@ -360,7 +366,8 @@ do -- weights() of gated_attention and dynamic: one weight per row, summing to o
     t:ok(ok, name .. ": weights() gives a distribution over each set")
   end
   local v = make("gnp", "reference"):values()
-  t:ok(v.split == nil and #v.p == 2 and v.q[1] == v.q[2], "gnp values(): reference split unknown without rows, q_2 = q_1")
+  t:ok(v.split == nil and #v.p == 2 and v.q[1] == v.q[2],
+    "gnp values(): reference split unknown without rows, q_2 = q_1")
   t:is(make("gnp", "reference"):values(14).split, 5, "gnp values(14): reference split min(7, 5)")
   t:is(make("gnp", "paper"):values().split, 2, "gnp values(): paper split floor(5 / 2)")
 end
@@ -417,7 +424,8 @@ for _, name in ipairs(NAMES) do
     name .. ": gradient of the wrong shape")
 end
 for _, name in ipairs { "gated_mixed", "deepset", "set2set", "gated_attention", "gnp" } do
-  t:raises(function() pool(name) {} end, "bad argument #1 to '" .. name .. "' %(option 'dim' %(the input width%) is required",
+  t:raises(function() pool(name) {} end,
+    "bad argument #1 to '" .. name .. "' %(option 'dim' %(the input width%) is required",
     name .. ": dim is required")
   t:raises(function() pool(name)(5) end, "expected an options table", name .. ": options must be a table")
   t:raises(function() pool(name) { dim = 0 } end, "option 'dim': expected a positive width, got 0", name .. ": dim = 0")
@@ -435,8 +443,10 @@ t:raises(function() pool("set2set") { dim = 3, steps = "three" } end, "option 's
   "set2set: steps given as a string")
 t:raises(function() pool("dynamic") { k = 0 } end, "expected 1%.%.1000 routing iterations k, got 0", "dynamic: k = 0")
 t:raises(function() pool("dynamic") { k = -3 } end, "routing iterations k, got %-3", "dynamic: negative k")
-t:raises(function() pool("dynamic") { k = 1.5 } end, "option 'k': expected an integer, got 1.5", "dynamic: fractional k")
-t:raises(function() pool("gnp") { dim = 3, rng = 7 } end, "option 'rng' must be an rl.rng", "gnp: rng of the wrong type")
+t:raises(function() pool("dynamic") { k = 1.5 } end, "option 'k': expected an integer, got 1.5",
+  "dynamic: fractional k")
+t:raises(function() pool("gnp") { dim = 3, rng = 7 } end, "option 'rng' must be an rl.rng",
+  "gnp: rng of the wrong type")
 t:raises(function() make("gnp", "paper"):values(-4) end, "non%-negative row count", "gnp values(): negative rows")
 t:is(make("gnp", "paper").weights, nil, "gnp has no weights() method")
 os.exit(t:done())
