@@ -749,7 +749,7 @@ static int write_dataset(rl_h5 *f, const char *path, hid_t ftype, hid_t mtype, c
   int rc = check_writable(f, path, ndim, shape);
   if (rc) return rc;
   quiet q = quiet_begin();
-  hid_t s = -1, d = -1, lcpl = -1;
+  hid_t s = -1, d = -1, lcpl = -1, dcpl = -1;
   int kind = object_kind(f->id, path);
   int64_t numel = 1;
   char parent[H5_PATH_LEN];
@@ -765,11 +765,12 @@ static int write_dataset(rl_h5 *f, const char *path, hid_t ftype, hid_t mtype, c
   for (int i = 0; i < ndim; i++) numel *= (int64_t)(dims[i] = (hsize_t)shape[i]);
   s = ndim ? H5Screate_simple(ndim, dims, NULL) : H5Screate(H5S_SCALAR);
   lcpl = intermediate_lcpl();
-  if (s < 0 || lcpl < 0) {
+  dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (s < 0 || lcpl < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0) { /* no timestamps: same data, same bytes */
     rc = h5_fail(f, path, RL_EIO, "cannot create the dataspace");
     goto done;
   }
-  d = H5Dcreate2(f->id, path, ftype, s, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  d = H5Dcreate2(f->id, path, ftype, s, lcpl, dcpl, H5P_DEFAULT);
   if (d < 0) {
     rc = h5_fail(f, path, RL_EIO, "cannot create the dataset");
     goto done;
@@ -780,6 +781,7 @@ done:
   close_id(d, H5Dclose);
   close_id(s, H5Sclose);
   close_id(lcpl, H5Pclose);
+  close_id(dcpl, H5Pclose);
   quiet_end(q);
   return rc;
 }
