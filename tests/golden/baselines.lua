@@ -31,8 +31,13 @@ end
 
 return function(t, rl, opts)
   local file = opts.file
-  local cases = rl.h5.list(file, "/")
-  table.sort(cases)
+  local function names(group) -- rl.h5.list gives {name =, kind =} entries
+    local out = {}
+    for _, e in ipairs(rl.h5.list(file, group)) do out[#out + 1] = e.name end
+    table.sort(out)
+    return out
+  end
+  local cases = names("/")
   local ran = 0
   for _, case in ipairs(cases) do
     local attrs = rl.h5.attrs(file, case)
@@ -73,7 +78,7 @@ return function(t, rl, opts)
       -- every stored parameter is one of ours (names map one to one)
       local ours = {}
       for _, p in ipairs(m:parameters()) do ours[p.name] = true end
-      local stored = #m:parameters() > 0 and rl.h5.list(file, case .. "/params") or {}
+      local stored = #m:parameters() > 0 and names(case .. "/params") or {}
       local missing = {}
       for _, n in ipairs(stored) do if not ours[n] then missing[#missing + 1] = n end end
       t:ok(#stored == #m:parameters() and #missing == 0,
