@@ -84,6 +84,7 @@ int rlb_opt_present(lua_State *L, int idx, const char *key);
 int rlb_open_core(lua_State *L);  /* tensors, sets, rng, module methods */
 int rlb_open_nn(lua_State *L);    /* Linear, activations, dropout, losses */
 int rlb_open_pool(lua_State *L);  /* poolings */
+int rlb_open_baselines(lua_State *L); /* baseline poolings: mixed, deepset, set2set, gated attention, dynamic, gnp */
 int rlb_open_optim(lua_State *L); /* optimizer steps, schedulers, clipping */
 int rlb_open_data(lua_State *L);  /* HDF5 datasets, splits, batching */
 int rlb_open_db(lua_State *L);    /* SQLite */

@@ -10,6 +10,7 @@ int luaopen_rotlab_core(lua_State *L) {
   rlb_open_core(L);
   rlb_open_nn(L);
   rlb_open_pool(L);
+  rlb_open_baselines(L);
   rlb_open_optim(L);
   rlb_open_data(L);
   rlb_open_db(L);
