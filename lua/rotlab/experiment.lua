@@ -13,7 +13,8 @@ to SQLite, a progress bar with ETA on a terminal (quiet otherwise).
     folds = nil,                         -- nil: one stratified train/val/test split per seed (`split` fractions);
                                          -- k: stratified k-fold cross-validation (val taken from the train part)
     split = {train = 0.6, val = 0.2, test = 0.2},
-    build = function(cfg, ds) return model end,      -- default: experiment.mlp_pool_model
+    build = function(cfg, ds, split) return model end, -- default: experiment.mlp_pool_model (split: the
+                                         -- run's {train=, val=, test=} indices, e.g. for standardisation)
     optimizer = function(params, cfg) return opt end, -- default: Adam(lr, weight_decay)
     after_step = function(model, run, step) end,     -- optional hook (e.g. dual/slack steps, traces)
     progress = nil,                      -- true/false; default: on when stderr is a terminal
@@ -127,7 +128,7 @@ end
 -- Trains one (config, seed, fold) and logs it; returns the final metrics.
 local function train_one(spec, ds, cfg, seed, fold, split, run)
   rl.manual_seed(seed * 1000003 + (fold or 0))
-  local model = (spec.build or experiment.mlp_pool_model)(cfg, ds)
+  local model = (spec.build or experiment.mlp_pool_model)(cfg, ds, split)
   local params = model:parameters()
   local opt = (spec.optimizer or default_optimizer)(params, cfg)
   local loss_fn = rl.nn.CrossEntropy()
