@@ -97,12 +97,12 @@ local okpy, pyout = python(([[
 import h5py, numpy as np
 with h5py.File(%q, "w") as f:
     f["X"] = np.arange(12, dtype=np.float32).reshape(6, 2)
-    f["offsets"] = np.array([0, 2, 3, 6]); f["y"] = np.array([1, 0, 1])
+    f["offsets"] = np.array([0, 2, 3, 6]); f["y"] = np.array([1, 0, 1], dtype=np.int32)
     f.attrs["backbone"] = "resnet18"; f.attrs["num_classes"] = 2
 ]]):format(H))
 t:ok(okpy, "h5py wrote a dataset file", pyout)
 local hd = rl.data.load(H)
-t:ok(hd:size() == 3 and hd:dim() == 2 and hd:num_classes() == 2, "h5py file loads (3 sets, D = 2, 2 classes)")
+t:ok(hd:size() == 3 and hd:dim() == 2 and hd:num_classes() == 2, "h5py file loads (3 sets, D = 2, 2 classes; int32 labels accepted)")
 t:is(hd:values():get(6, 2), 11, "h5py values read")
 t:is(hd:attrs().backbone, "resnet18", "h5py string attribute")
 
