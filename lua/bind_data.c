@@ -736,8 +736,8 @@ static int l_data_kfold(lua_State *L) {
   int64_t n;
   int64_t *labels = labels_or_count(L, 1, &n);
   lua_Integer k = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, k >= 2, 2, "k must be at least 2");
-  luaL_argcheck(L, k <= n, 2, lua_pushfstring(L, "k = %d is more than the %d items", (int)k, (int)n));
+  if (k < 2) return luaL_argerror(L, 2, "k must be at least 2");
+  if (k > n) return luaL_argerror(L, 2, lua_pushfstring(L, "k = %d is more than the %d items", (int)k, (int)n));
   int stratified = rlb_opt_boolean(L, 3, "stratified", labels != NULL);
   if (stratified && !labels) return luaL_error(L, "data.kfold: stratified = true needs a list of labels, got a count");
   rl_rng *g = split_rng(L, 3, "data.kfold");
@@ -762,7 +762,7 @@ static int l_data_batches(lua_State *L) {
   int64_t n;
   int64_t *idx = check_int_list(L, 1, 1, "indices", 1, &n);
   lua_Integer bs = luaL_checkinteger(L, 2);
-  luaL_argcheck(L, bs >= 1, 2, lua_pushfstring(L, "batch_size must be at least 1, got %d", (int)bs));
+  if (bs < 1) return luaL_argerror(L, 2, lua_pushfstring(L, "batch_size must be at least 1, got %d", (int)bs));
   int shuffle = rlb_opt_boolean(L, 3, "shuffle", 1), drop_last = rlb_opt_boolean(L, 3, "drop_last", 0);
   rl_rng *g = split_rng(L, 3, "data.batches");
   int64_t *order = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof(int64_t), 0), nb;

@@ -133,7 +133,7 @@ void rl_dataset_free(rl_dataset *ds) {
 }
 
 /* Shape and type of a field, with format-level messages: missing / not a dataset / wrong rank / wrong type. */
-static int field_info(rl_h5 *f, const char *field, int rank, int want_float, rl_h5_info *info) {
+static int field_info(rl_h5 *f, const char *field, int rank, const char *shape_hint, int want_float, rl_h5_info *info) {
   int kind;
   int rc = rl_h5_kind(f, field, &kind);
   if (rc) return rc;
@@ -142,10 +142,7 @@ static int field_info(rl_h5 *f, const char *field, int rank, int want_float, rl_
     return rl_fail(RL_EINVAL, "%s: %s: is a %s, expected a dataset", f->name, field, kind == RL_H5_GROUP ? "group" : "link to nothing");
   if ((rc = rl_h5_dataset_info(f, field, info))) return rc;
   if (info->ndim != rank)
-    return rl_fail(RL_EINVAL, "%s: %s: expected a %d-D dataset (%s), got %d-D", f->name, field, rank,
-                   rank == 2 ? "rows x D" : strcmp(field, "/offsets") == 0 || strcmp(field, "/group_offsets") == 0
-                                                ? "one more entry than parts"
-                                                : "one entry per set",
+    return rl_fail(RL_EINVAL, "%s: %s: expected a %d-D dataset (%s), got %d-D", f->name, field, rank, shape_hint,
                    info->ndim);
   if (want_float) {
     if (info->type_class != RL_H5_FLOAT || (info->type_size != 4 && info->type_size != 8))
@@ -157,9 +154,9 @@ static int field_info(rl_h5 *f, const char *field, int rank, int want_float, rl_
 }
 
 /* Reads the 1-D integer field into a new array; *n gets its length. */
-static int read_int_field(rl_h5 *f, const char *field, int64_t **out, int64_t *n) {
+static int read_int_field(rl_h5 *f, const char *field, const char *shape_hint, int64_t **out, int64_t *n) {
   rl_h5_info info;
-  int rc = field_info(f, field, 1, 0, &info);
+  int rc = field_info(f, field, 1, shape_hint, 0, &info);
   if (rc) return rc;
   *n = info.shape[0];
   if (!(*out = rl_malloc((size_t)(*n ? *n : 1) * sizeof(int64_t)))) return RL_ENOMEM;
@@ -175,17 +172,17 @@ static int optional_present(rl_h5 *f, const char *field, int *present) {
 
 static int open_checked(rl_dataset *ds, rl_h5 *f) {
   rl_h5_info xi;
-  int rc = field_info(f, "/X", 2, 1, &xi);
+  int rc = field_info(f, "/X", 2, "rows x D", 1, &xi);
   if (rc) return rc;
   ds->rows = xi.shape[0];
   ds->dim = xi.shape[1];
   ds->x_is_double = xi.type_size == 8;
   if (ds->dim < 1) return rl_fail(RL_EINVAL, "%s: /X: has %lld columns, expected at least 1", ds->file, (long long)ds->dim);
   int64_t n;
-  if ((rc = read_int_field(f, "/offsets", &ds->offsets, &n))) return rc;
+  if ((rc = read_int_field(f, "/offsets", "B+1 entries for B sets", &ds->offsets, &n))) return rc;
   if ((rc = check_offsets(ds->file, "/offsets", ds->offsets, n, ds->rows, "the number of rows of /X", "set"))) return rc;
   ds->count = n - 1;
-  if ((rc = read_int_field(f, "/y", &ds->y, &n))) return rc;
+  if ((rc = read_int_field(f, "/y", "one label per set", &ds->y, &n))) return rc;
   if (n != ds->count)
     return rl_fail(RL_EINVAL, "%s: /y: has %lld entries, expected one label per set (B = %lld from /offsets)", ds->file,
                    (long long)n, (long long)ds->count);
@@ -197,14 +194,14 @@ static int open_checked(rl_dataset *ds, rl_h5 *f) {
   int present;
   if ((rc = optional_present(f, "/group_offsets", &present))) return rc;
   if (present) {
-    if ((rc = read_int_field(f, "/group_offsets", &ds->group_offsets, &n))) return rc;
+    if ((rc = read_int_field(f, "/group_offsets", "G+1 entries for G groups", &ds->group_offsets, &n))) return rc;
     if ((rc = check_offsets(ds->file, "/group_offsets", ds->group_offsets, n, ds->count, "the number of sets B", "group")))
       return rc;
     ds->ngroups = n - 1;
   }
   if ((rc = optional_present(f, "/fold", &present))) return rc;
   if (present) {
-    if ((rc = read_int_field(f, "/fold", &ds->fold, &n))) return rc;
+    if ((rc = read_int_field(f, "/fold", "one fold per set", &ds->fold, &n))) return rc;
     if (n != ds->count)
       return rl_fail(RL_EINVAL, "%s: /fold: has %lld entries, expected one per set (B = %lld)", ds->file, (long long)n,
                      (long long)ds->count);
