@@ -347,6 +347,7 @@ local function owner_alive(row, stale)
   end
   return stale > 0 and row.age ~= nil and row.age < stale
 end
+M.owner_alive = owner_alive
 
 function Store:begin_run(exp_id, opts)
   local fname = "store:begin_run"
