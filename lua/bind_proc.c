@@ -7,7 +7,8 @@
 **   core.proc_wait(pid [, nohang]) -> pid, "exit", code | pid, "signal", signo | nil (nohang, still running)
 **        pid = -1 waits for any child
 **   core.proc_kill(pid, sig) -> true | false, message     sig: an integer or "KILL", "TERM", "INT", "HUP", ...
-**   core.proc_alive(pid) -> boolean                        (a zombie still counts as alive)
+**   core.proc_alive(pid) -> boolean      a zombie (dead, not yet reaped: e.g. an orphan under a PID 1 that does not
+**                                        reap) counts as dead (Linux /proc/PID/stat state Z or X)
 **   core.proc_sleep(seconds);  core.proc_exe() -> absolute path of this program;  core.proc_pid() -> pid
 **   core.proc_trap(names) -> true: SIGTERM/SIGINT/... set a flag instead of killing the process
 **   core.proc_trapped() -> name of the first trapped signal received, or nil
@@ -19,6 +20,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -188,10 +190,25 @@ static int l_kill(lua_State *L) {
   return 2;
 }
 
+/* Whether /proc says process pid is a zombie (or dying); 0 when /proc cannot tell. */
+static int is_zombie(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f) return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *close = strrchr(buf, ')'); /* the command name may hold spaces and parentheses */
+  if (!close || close[1] != ' ') return 0;
+  return close[2] == 'Z' || close[2] == 'X';
+}
+
 static int l_alive(lua_State *L) {
   lua_Integer p = luaL_checkinteger(L, 1);
   luaL_argcheck(L, p > 0 && p <= INT_MAX, 1, "expected a process id");
-  lua_pushboolean(L, kill((pid_t)p, 0) == 0 || errno == EPERM);
+  int exists = kill((pid_t)p, 0) == 0 || errno == EPERM;
+  lua_pushboolean(L, exists && !is_zombie((pid_t)p));
   return 1;
 }
 
