@@ -7,8 +7,9 @@ db.merge -- `rotlab db merge OUT.db SHARD.db ...`: merges results DBs (the shard
 One shard at a time: ATTACH it to OUT's connection, copy inside one BEGIN IMMEDIATE transaction, DETACH. Runs are
 matched by run_key (the stable hash of experiment, config, seed and fold): a run OUT lacks is copied with its
 params, metrics, traces and artifacts (new row ids); a run OUT has is replaced only when the shard's status ranks
-higher (FINISHED > FAILED > INTERRUPTED > RUNNING), else kept. Experiments are matched by name. Merging the same
-shards again therefore changes nothing, and the order of shards only matters between runs of equal rank.
+higher (FINISHED > FAILED > INTERRUPTED > RUNNING), else kept. Experiments are matched by name (the earliest
+`created` is kept). Merging the same shards again therefore changes nothing, and the order of shards only matters
+between runs of equal rank.
 ]]
 local results = require "db.results"
 
@@ -63,7 +64,10 @@ local function merge_one(store, path, version)
       local exp_map = {}
       for e in db:rows("SELECT id, name, created, script, code_version FROM shard.experiment") do
         local m = db:query("SELECT id FROM main.experiment WHERE name = ?", e.name)[1]
-        if m then exp_map[e.id] = m.id
+        if m then
+          exp_map[e.id] = m.id
+          -- the earliest creation wins, so the order of merges does not matter
+          db:query("UPDATE main.experiment SET created = ? WHERE id = ? AND created > ?", e.created, m.id, e.created)
         else
           db:query("INSERT INTO main.experiment (name, created, script, code_version) VALUES (?, ?, ?, ?)",
             e.name, e.created, e.script, e.code_version)
