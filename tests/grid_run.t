@@ -135,8 +135,9 @@ local f = io.open(log)
 out = f:read("a")
 f:close()
 t:ok(kind == "exit" and st == 0, "the grid still exits 0", out)
-t:ok(out:find(("worker %d was killed by signal 9; its run is marked INTERRUPTED"):format(victim.pid), 1, true),
-  "the launcher says which worker died", out)
+-- (the kill may land between two runs of the worker: then no run is left to mark INTERRUPTED)
+t:ok(out:find(("worker %d was killed by signal 9"):format(victim.pid), 1, true), "the launcher says which worker died",
+  out)
 t:ok(out:find("40 FINISHED %(40 now, 0 before%), 0 FAILED, 0 left; 3 worker%(s%), 1 died"),
   "a replacement worker was started and every run FINISHED", out)
 local vr = u.rows(kdb, "SELECT status, pid FROM run WHERE id = ?", victim.id)[1]
