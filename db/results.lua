@@ -24,6 +24,8 @@ artifacts in the SQLite database described by db/schema.sql. Re-exported as rl.d
   run:finish("FINISHED" | "FAILED" | "INTERRUPTED" [, {error = msg}])  -- flush + status + times, one transaction
   store:interrupt_runs(pid [, reason]) -> n  -- RUNNING runs of process pid on this host become INTERRUPTED
   store:now() -> the DB's current time as stored in started/finished/heartbeat
+  results.owner_alive(row, stale_seconds) -> whether the worker of a RUNNING row {host, pid, age (seconds since
+        its heartbeat)} is alive, by the rules of begin_run (the grid workers pre-filter their claims with it)
   store:runs([{experiment = name, status = s}]) -> rows (run columns + experiment = name)
   store:metrics(run_id [, {split = s, name = s}]) -> rows {step, split, name, value, value_class}; value NaN when
         value_class is "nan" (SQLite stores NaN as NULL)

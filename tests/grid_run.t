@@ -144,6 +144,30 @@ local vr = u.rows(kdb, "SELECT status, pid FROM run WHERE id = ?", victim.id)[1]
 t:ok(vr.status == "FINISHED" and vr.pid ~= victim.pid, "the killed worker's run was finished by another worker")
 t:is(u.scalar(kdb, "SELECT count(*) FROM metric"), 40 * 3 * 2, "no doubled or missing metric row")
 
+-- SIGTERM (Ctrl-C, Slurm's time limit): workers mark their runs INTERRUPTED and the launcher exits 128 + 15
+local tdb = dir .. "/term.db"
+log = dir .. "/term.log"
+pid = u.spawn_rotlab({ "grid", u.tiny, "--jobs", "2", "db=" .. tdb, "configs=2", "seeds=1", "epochs=1", "ms=5000" },
+  { stdout = log, stderr = log })
+ok = u.wait_for(function() return u.scalar(tdb, "SELECT count(*) FROM run WHERE status = 'RUNNING'") == 2 end, 20)
+t:ok(ok, "two runs are RUNNING")
+rl.proc.kill(-pid, "TERM")
+_, kind, st = rl.proc.wait(pid)
+t:ok(kind == "exit" and st == 143, "SIGTERM: the launcher exits 143", ("%s %s"):format(kind, st))
+t:is(u.scalar(tdb, "SELECT count(*) FROM run WHERE status = 'INTERRUPTED' AND error = 'signal TERM'"), 2,
+  "both runs are marked INTERRUPTED (signal TERM)")
+out, code = grid{ "db=" .. tdb, "configs=2", "seeds=1", "epochs=1", "ms=0" }
+t:ok(code == 0 and out:find("2 FINISHED %(2 now"), "and a resumed grid finishes them", out)
+
+-- the same script in one process: rotlab run
+local rdb = dir .. "/run.db"
+out, code = u.rotlab({ "run", u.tiny, "db=" .. rdb, "seeds=1", "ms=0" })
+t:is(code, 0, "rotlab run SCRIPT runs the grid script in this process", out)
+t:ok(u.scalar(rdb, "SELECT count(*) FROM run WHERE status = 'FINISHED'") == 20 and
+  u.scalar(rdb, "SELECT count(DISTINCT pid) FROM run") == 1, "20 runs FINISHED by one process")
+out, code = grid{ "--jobs", "2", "db=" .. rdb, "seeds=2", "ms=0" }
+t:ok(code == 0 and out:find("40 FINISHED %(20 now, 20 before%)"), "rotlab grid resumes what rotlab run did", out)
+
 ---------------------------------------------------------------------------------------------- shards from Slurm's env
 
 local sdb = dir .. "/env.db"
