@@ -207,32 +207,36 @@ if skip_reason then
   t:diag("SKIP the real Slurm checks: " .. skip_reason)
   t:ok(true, "a real Slurm on localhost # SKIP " .. skip_reason:gsub("\n", " "):sub(1, 200))
 else
-  local cdir = dir .. "/sl-real"
-  local cmerged = dir .. "/slurm-merged.db"
-  local t0 = rl.wall_time()
-  out, code = u.sh(("cd %s && SLURM_CONF=%s %s slurm %s --array 4 --jobs 1 --dir %s --db %s db=%s %s --submit")
-    :format(u.q(dir), u.q(env.SLURM_CONF), u.q(u.exe), u.q(u.tiny), u.q(cdir), u.q(cmerged), u.q(dir .. "/base.db"),
-      table.concat(GRID, " ")))
-  t:ok(code == 0 and out:find("submitted array job %d+ %(4 shards%) and merge job %d+"),
-    "rotlab slurm --submit submits the array and the merge job", out)
-  local done = u.wait_for(function()
-    local q = u.sh(("SLURM_CONF=%s squeue -h"):format(u.q(env.SLURM_CONF)))
-    return q:gsub("%s", "") == "" and (read(cdir .. "/logs/merge.out") or ""):find("runs: ")
-  end, 120)
-  local secs = rl.wall_time() - t0
-  t:ok(done, ("the array and the merge job ran to the end (%.1f s)"):format(secs),
-    (read(cdir .. "/logs/merge.out") or "no merge.out") .. u.sh(("SLURM_CONF=%s squeue; tail -20 %s/slurmctld.log")
-      :format(u.q(env.SLURM_CONF), u.q(sdir2))))
-  local shard_logs = ""
-  for i = 1, 4 do shard_logs = shard_logs .. (read(cdir .. "/logs/shard-" .. i .. ".out") or "") end
-  local _, nshards = shard_logs:gsub("shard %d/4: 10 of 40 runs%): 10 FINISHED", "")
-  t:is(nshards, 4, "each of the 4 array tasks ran its 10 runs")
-  local m = read(cdir .. "/logs/merge.out") or ""
-  t:ok(m:find("merging 4 of 4 shard DBs") and m:find("runs: 40 FINISHED"), "the merge job merged 4 shards and " ..
-    "printed the report", m)
-  t:is(u.scalar(cmerged, "SELECT count(*) FROM run WHERE status = 'FINISHED'"), 40, "the merged DB holds the 40 runs")
-  t:is(report_of(cmerged), report_of(ref), "its report equals the one-process grid's")
-  t:diag(("Slurm on localhost: 4 shards x 10 runs + merge, %.1f s from submit to merged report"):format(secs))
+  -- the daemons are stopped whatever happens in here
+  local fine, err = pcall(function()
+    local cdir = dir .. "/sl-real"
+    local cmerged = dir .. "/slurm-merged.db"
+    local t0 = rl.wall_time()
+    out, code = u.sh(("cd %s && SLURM_CONF=%s %s slurm %s --array 4 --jobs 1 --dir %s --db %s db=%s %s --submit")
+      :format(u.q(dir), u.q(env.SLURM_CONF), u.q(u.exe), u.q(u.tiny), u.q(cdir), u.q(cmerged), u.q(dir .. "/base.db"),
+        table.concat(GRID, " ")))
+    t:ok(code == 0 and out:find("submitted array job %d+ %(4 shards%) and merge job %d+"),
+      "rotlab slurm --submit submits the array and the merge job", out)
+    local done = u.wait_for(function()
+      local q = u.sh(("SLURM_CONF=%s squeue -h"):format(u.q(env.SLURM_CONF)))
+      return q:gsub("%s", "") == "" and (read(cdir .. "/logs/merge.out") or ""):find("runs: ")
+    end, 120)
+    local secs = rl.wall_time() - t0
+    t:ok(done, ("the array and the merge job ran to the end (%.1f s)"):format(secs),
+      (read(cdir .. "/logs/merge.out") or "no merge.out") .. u.sh(("SLURM_CONF=%s squeue; tail -20 %s/slurmctld.log")
+        :format(u.q(env.SLURM_CONF), u.q(sdir2))))
+    local shard_logs = ""
+    for i = 1, 4 do shard_logs = shard_logs .. (read(cdir .. "/logs/shard-" .. i .. ".out") or "") end
+    local _, nshards = shard_logs:gsub("shard %d/4: 10 of 40 runs%): 10 FINISHED", "")
+    t:is(nshards, 4, "each of the 4 array tasks ran its 10 runs")
+    local m = read(cdir .. "/logs/merge.out") or ""
+    t:ok(m:find("merging 4 of 4 shard DBs") and m:find("runs: 40 FINISHED"), "the merge job merged 4 shards and " ..
+      "printed the report", m)
+    t:is(u.scalar(cmerged, "SELECT count(*) FROM run WHERE status = 'FINISHED'"), 40, "the merged DB holds the 40 runs")
+    t:is(report_of(cmerged), report_of(ref), "its report equals the one-process grid's")
+    t:diag(("Slurm on localhost: 4 shards x 10 runs + merge, %.1f s from submit to merged report"):format(secs))
+  end)
+  if not fine then t:ok(false, "the Slurm checks ran without error", err) end
   stop_daemons()
   t:ok(#daemons == 0, "the Slurm daemons are stopped")
 end
