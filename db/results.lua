@@ -5,14 +5,27 @@ artifacts in the SQLite database described by db/schema.sql. Re-exported as rl.d
         -- the parent directory must exist; an empty DB gets the schema; a newer schema is refused;
         -- readonly: the file must exist and hold a results DB, nothing is ever written (PRAGMA query_only)
   local exp_id = store:experiment(name [, {script = path}])             -- get or create
-  local run, why = store:begin_run(exp_id, {config = tbl, seed = s, fold = f})
-        -- nil, "finished" when that (experiment, config, seed, fold) already FINISHED; any other earlier run
-        -- with the same key (FAILED, INTERRUPTED, RUNNING) is reset: its metric/trace/param/artifact rows go
+  local run, why = store:begin_run(exp_id, {config = tbl, seed = s, fold = f [, stale_seconds = 300,
+                                   failed_since = time]})
+        -- an atomic claim (one BEGIN IMMEDIATE transaction): nil, "finished" when that (experiment, config,
+        -- seed, fold) already FINISHED; nil, "running" when another live worker holds it; nil, "failed" when it
+        -- FAILED at or after failed_since (an ISO time from store:now(): not retried within one grid); any
+        -- other earlier run with the same key (FAILED, INTERRUPTED, or RUNNING with a dead owner) is reset:
+        -- its metric/trace/param/artifact rows go. The owner of a RUNNING run is (host, pid): on this host it
+        -- is alive while its process is and its heartbeat is younger than stale_seconds; on another host (or
+        -- without a pid) while its heartbeat is younger than stale_seconds. stale_seconds <= 0: heartbeats are
+        -- not consulted (a private DB: only live processes of this host own runs).
   run:metric(step, split, name, value)     -- buffered; the same (split, name, step) twice keeps the last value
   run:trace(step, key, vector)             -- buffered; vector = list of numbers or rl tensor (copied now)
   run:artifact(name, {kind = s, path = s, data = bytes})   -- written at once
   run:flush()                              -- buffered rows + heartbeat in ONE transaction
+  run:heartbeat([force])                   -- refreshes the heartbeat (at most every HEARTBEAT_SECONDS unless
+                                           -- force); metric/trace call it, so a training loop that logs stays alive
   run:finish("FINISHED" | "FAILED" | "INTERRUPTED" [, {error = msg}])  -- flush + status + times, one transaction
+  store:interrupt_runs(pid [, reason]) -> n  -- RUNNING runs of process pid on this host become INTERRUPTED
+  store:now() -> the DB's current time as stored in started/finished/heartbeat
+  results.owner_alive(row, stale_seconds) -> whether the worker of a RUNNING row {host, pid, age (seconds since
+        its heartbeat)} is alive, by the rules of begin_run (the grid workers pre-filter their claims with it)
   store:runs([{experiment = name, status = s}]) -> rows (run columns + experiment = name)
   store:metrics(run_id [, {split = s, name = s}]) -> rows {step, split, name, value, value_class}; value NaN when
         value_class is "nan" (SQLite stores NaN as NULL)
@@ -22,6 +35,8 @@ artifacts in the SQLite database described by db/schema.sql. Re-exported as rl.d
 Every write is inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), so a crash or an error never leaves a
 half-written set of rows. A failed flush keeps its buffer (nothing was written), so the caller may retry; a
 finish("FAILED") whose rows cannot be written still records the status and says so in the error column.
+Every write of a run checks that the row still belongs to it (RUNNING, same host and pid): a worker whose run was
+taken over after its heartbeat went stale gets an error instead of mixing its rows into the new owner's.
 ]]
 local core = require "rotlab.core"
 local json = require "rotlab.json"
@@ -29,11 +44,18 @@ local json = require "rotlab.json"
 local M = {}
 
 -- Schema version this code writes and understands (PRAGMA user_version; meta.schema_version).
-M.SCHEMA_VERSION = 1
+M.SCHEMA_VERSION = 2
+-- Oldest schema version a read-only open accepts as it is (read-write opens migrate it).
+M.MIN_READ_VERSION = 1
 -- Buffered metric + trace rows that trigger an automatic flush (bounds memory of long runs).
 M.FLUSH_ROWS = 4096
 -- Busy timeout of writers waiting for another process's lock (parallel grid jobs share one DB).
 M.BUSY_TIMEOUT_MS = 10000
+-- A run's heartbeat is refreshed at most this often (seconds) by metric/trace/heartbeat.
+M.HEARTBEAT_SECONDS = 30
+-- Default age (seconds) after which the heartbeat of a RUNNING run that cannot be checked otherwise (another host)
+-- says its worker is dead: ten missed heartbeats.
+M.STALE_SECONDS = 300
 
 local STATUSES = { RUNNING = true, FINISHED = true, FAILED = true, INTERRUPTED = true }
 local NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
@@ -166,14 +188,22 @@ Store.__index = Store
 local Run = {}
 Run.__index = Run
 
--- Brings the schema up to date (or refuses): called inside a transaction.
+-- Migrations: MIGRATIONS[v](db) brings a version v database to version v + 1 (inside the open transaction).
+local MIGRATIONS = {
+  [1] = function(db)
+    db:exec("ALTER TABLE run ADD COLUMN pid INTEGER; PRAGMA user_version = 2; " ..
+      "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+  end,
+}
+
+-- Brings the schema up to date (or refuses): called inside a transaction. Returns the version now in force.
 local function ensure_schema(db, readonly)
   local version = db:query("PRAGMA user_version")[1].user_version
   if version > M.SCHEMA_VERSION then
     error(("results DB schema version %d is newer than this rotlab (%d); upgrade rotlab to use it"):format(
       version, M.SCHEMA_VERSION), 0)
   end
-  if version == M.SCHEMA_VERSION then return end
+  if version == M.SCHEMA_VERSION then return version end
   if version == 0 then
     local ntables = db:query("SELECT count(*) AS n FROM sqlite_master")[1].n
     if ntables > 0 then
@@ -181,10 +211,17 @@ local function ensure_schema(db, readonly)
     end
     if readonly then error("an empty database, not a rotlab results DB", 0) end
     db:exec(M.schema_sql())
-    return
+    return M.SCHEMA_VERSION
   end
-  -- 0 < version < SCHEMA_VERSION: the place for migrations once a version 2 exists.
-  error(("results DB schema version %d has no migration to %d"):format(version, M.SCHEMA_VERSION), 0)
+  if readonly and version >= M.MIN_READ_VERSION then return version end
+  while version < M.SCHEMA_VERSION do
+    if not MIGRATIONS[version] then
+      error(("results DB schema version %d has no migration to %d"):format(version, M.SCHEMA_VERSION), 0)
+    end
+    MIGRATIONS[version](db)
+    version = version + 1
+  end
+  return version
 end
 
 local OPEN_OPTIONS = { busy_timeout_ms = true, readonly = true }
@@ -213,19 +250,19 @@ function M.open(path, opts)
   local setup_ok, err = pcall(function()
     db:exec("PRAGMA foreign_keys = ON")
     if not readonly then
-      db:exec("PRAGMA journal_mode = WAL")
+      if db:query("PRAGMA journal_mode")[1].journal_mode ~= "wal" then db:exec("PRAGMA journal_mode = WAL") end
       db:exec("PRAGMA synchronous = NORMAL")
-      transaction(db, ensure_schema, db, false)
+      return transaction(db, ensure_schema, db, false)
     else
       db:exec("PRAGMA query_only = ON")
-      ensure_schema(db, true)
+      return ensure_schema(db, true)
     end
   end)
   if not setup_ok then
     db:close()
     error(("results.open: '%s': %s"):format(path, err), 0)
   end
-  return setmetatable({ db = db, path = path, stmts = {}, readonly = readonly }, Store)
+  return setmetatable({ db = db, path = path, stmts = {}, readonly = readonly, version = err }, Store)
 end
 
 -- A cached prepared statement (finalized by close).
@@ -301,7 +338,18 @@ function M.run_key(experiment_name, config_json, seed, fold)
     json.encode(experiment_name), json_or_null(fold), json_or_null(seed)))
 end
 
-local BEGIN_OPTIONS = { config = true, seed = true, fold = true }
+local BEGIN_OPTIONS = { config = true, seed = true, fold = true, stale_seconds = true, failed_since = true }
+
+-- Whether the worker holding a RUNNING row (host, pid, heartbeat age in seconds) is still alive.
+local function owner_alive(row, stale)
+  if row.host == M.hostname() and row.pid then
+    if row.pid == core.proc_pid() then return false end -- a leftover of this very process
+    if not core.proc_alive(row.pid) then return false end
+    return stale <= 0 or (row.age ~= nil and row.age < stale)
+  end
+  return stale > 0 and row.age ~= nil and row.age < stale
+end
+M.owner_alive = owner_alive
 
 function Store:begin_run(exp_id, opts)
   local fname = "store:begin_run"
@@ -314,6 +362,15 @@ function Store:begin_run(exp_id, opts)
   local config_json = encode_config(fname, config)
   local seed = optional_integer(fname, "seed", opts.seed)
   local fold = optional_integer(fname, "fold", opts.fold)
+  local stale = opts.stale_seconds or M.STALE_SECONDS
+  if type(stale) ~= "number" or stale ~= stale then
+    fail(fname, "option stale_seconds: expected a number, got %s", tostring(stale))
+  end
+  local since = opts.failed_since
+  if since ~= nil and type(since) ~= "string" then
+    fail(fname, "option failed_since: expected a time string (store:now()), got %s", type(since))
+  end
+  local host, pid = M.hostname(), core.proc_pid()
   local keys = {}
   for k in pairs(config) do keys[#keys + 1] = k end
   table.sort(keys)
@@ -322,21 +379,26 @@ function Store:begin_run(exp_id, opts)
     local exp = self:_run("SELECT name FROM experiment WHERE id = ?", exp_id)
     if not exp then error(("%s: no experiment with id %d"):format(fname, exp_id), 0) end
     local key = M.run_key(exp.name, config_json, seed, fold)
-    local old = self:_run("SELECT id, status FROM run WHERE run_key = ?", key)
+    local old = self:_run("SELECT id, status, host, pid, finished, " ..
+      "(julianday('now') - julianday(heartbeat)) * 86400.0 AS age FROM run WHERE run_key = ?", key)
     local id
     if old and old.status == "FINISHED" then return nil, "finished" end
+    if old and old.status == "RUNNING" and owner_alive(old, stale) then return nil, "running" end
+    if old and old.status == "FAILED" and since and old.finished and old.finished >= since then
+      return nil, "failed"
+    end
     if old then
       id = old.id
       for _, t in ipairs { "metric", "trace", "param", "artifact" } do
         self:_run("DELETE FROM " .. t .. " WHERE run_id = ?", id)
       end
       self:_run("UPDATE run SET status = 'RUNNING', started = " .. NOW .. ", finished = NULL, wall_seconds = NULL, " ..
-        "host = ?, code_version = ?, error = NULL, heartbeat = " .. NOW .. " WHERE id = ?",
-        M.hostname(), M.code_version(), id)
+        "host = ?, code_version = ?, error = NULL, heartbeat = " .. NOW .. ", pid = ? WHERE id = ?",
+        host, M.code_version(), pid, id)
     else
       self:_run("INSERT INTO run (experiment_id, run_key, config_json, seed, fold, status, started, host, " ..
-        "code_version, heartbeat) VALUES (?, ?, ?, ?, ?, 'RUNNING', " .. NOW .. ", ?, ?, " .. NOW .. ")",
-        exp_id, key, config_json, seed, fold, M.hostname(), M.code_version())
+        "code_version, heartbeat, pid) VALUES (?, ?, ?, ?, ?, 'RUNNING', " .. NOW .. ", ?, ?, " .. NOW .. ", ?)",
+        exp_id, key, config_json, seed, fold, host, M.code_version(), pid)
       id = db:last_insert_id()
     end
     for _, k in ipairs(keys) do
@@ -349,7 +411,7 @@ function Store:begin_run(exp_id, opts)
   end)
   if not run_id then return nil, key_or_why end
   return setmetatable({ store = self, id = run_id, key = key_or_why, config = config, seed = seed, fold = fold,
-    metrics = {}, traces = {}, nbuf = 0, done = false }, Run)
+    host = host, pid = pid, beat = core.wall_time(), metrics = {}, traces = {}, nbuf = 0, done = false }, Run)
 end
 
 ------------------------------------------------------------------------------------------------- runs
@@ -369,7 +431,7 @@ function Run:metric(step, split, name, value)
   local m = self.metrics
   m[#m + 1] = { step, split, name, value }
   self.nbuf = self.nbuf + 1
-  if self.nbuf >= M.FLUSH_ROWS then self:flush() end
+  if self.nbuf >= M.FLUSH_ROWS then self:flush() else self:heartbeat() end
 end
 
 local function is_tensor(v)
@@ -405,7 +467,7 @@ function Run:trace(step, key, vector)
   local t = self.traces
   t[#t + 1] = { step, key, #vals, #vals == 0 and "[]" or json.encode(vals) }
   self.nbuf = self.nbuf + 1
-  if self.nbuf >= M.FLUSH_ROWS then self:flush() end
+  if self.nbuf >= M.FLUSH_ROWS then self:flush() else self:heartbeat() end
 end
 
 local METRIC_SQL = "INSERT INTO metric (run_id, step, split, name, value, value_class) VALUES (?, ?, ?, ?, ?, ?) " ..
@@ -413,8 +475,20 @@ local METRIC_SQL = "INSERT INTO metric (run_id, step, split, name, value, value_
 local TRACE_SQL = "INSERT INTO trace (run_id, step, key, n, vals) VALUES (?, ?, ?, ?, ?) " ..
   "ON CONFLICT (run_id, key, step) DO UPDATE SET n = excluded.n, vals = excluded.vals"
 
+local OWN_SQL = "UPDATE run SET heartbeat = " .. NOW .. " WHERE id = ? AND status = 'RUNNING' AND host IS ? AND pid IS ?"
+
+-- Refreshes the heartbeat and checks that the row is still this run's; inside the caller's transaction.
+function Run:_own()
+  self.store:_run(OWN_SQL, self.id, self.host, self.pid)
+  if self.store.db:changes() ~= 1 then
+    error(("run %d is no longer held by this worker (finished elsewhere, or taken over after its heartbeat " ..
+      "went stale)"):format(self.id), 0)
+  end
+end
+
 -- Writes the buffers and the heartbeat; runs inside the caller's transaction.
 function Run:_write()
+  self:_own()
   local store, id = self.store, self.id
   local st = store:_stmt(METRIC_SQL)
   for _, m in ipairs(self.metrics) do
@@ -428,7 +502,6 @@ function Run:_write()
     st:bind(id, t[1], t[2], t[3], t[4])
     st:step()
   end
-  store:_run("UPDATE run SET heartbeat = " .. NOW .. " WHERE id = ?", id)
 end
 
 function Run:_clear()
@@ -442,10 +515,21 @@ function Run:flush()
     error(("run:flush: run %d: nothing written, %d buffered rows kept: %s"):format(self.id, self.nbuf, err), 0)
   end
   self:_clear()
+  self.beat = core.wall_time()
+end
+
+function Run:heartbeat(force)
+  self:_check("run:heartbeat")
+  local now = core.wall_time()
+  if not force and now - self.beat < M.HEARTBEAT_SECONDS then return false end
+  transaction(self.store.db, self._own, self)
+  self.beat = now
+  return true
 end
 
 local FINISH_SQL = "UPDATE run SET status = ?, finished = " .. NOW .. ", wall_seconds = " ..
   "(julianday('now') - julianday(started)) * 86400.0, error = ?, heartbeat = " .. NOW .. " WHERE id = ?"
+local FINISH_OWN_SQL = FINISH_SQL .. " AND status = 'RUNNING' AND host IS ? AND pid IS ?"
 
 function Run:finish(status, opts)
   local fname = "run:finish"
@@ -462,13 +546,19 @@ function Run:finish(status, opts)
     self:_write()
     self.store:_run(FINISH_SQL, status, msg, self.id)
   end)
+  if not ok and err:find("no longer held by this worker", 1, true) then
+    error(("run:finish: %s"):format(err), 0)
+  end
   if not ok then
     if status == "FINISHED" then
       error(("run:finish: run %d: nothing written, still RUNNING: %s"):format(self.id, err), 0)
     end
     -- a failed run must still be marked: record the status without the rows that cannot be written
     local note = ("%s[%d buffered rows could not be written: %s]"):format(msg and (msg .. " ") or "", self.nbuf, err)
-    transaction(db, function() self.store:_run(FINISH_SQL, status, note, self.id) end)
+    transaction(db, function()
+      self.store:_run(FINISH_OWN_SQL, status, note, self.id, self.host, self.pid)
+      if db:changes() ~= 1 then error(("run:finish: run %d is no longer held by this worker"):format(self.id), 0) end
+    end)
   end
   self:_clear()
   self.done = true
@@ -494,6 +584,30 @@ end
 
 function Run:__tostring()
   return ("rotlab run %d (%s%s)"):format(self.id, self.key, self.done and ", finished" or "")
+end
+
+------------------------------------------------------------------------------------------------- workers
+
+function Store:now()
+  self:_check("store:now")
+  return self.db:query("SELECT " .. NOW .. " AS now")[1].now
+end
+
+function Store:interrupt_runs(pid, reason)
+  local fname = "store:interrupt_runs"
+  self:_check(fname)
+  if math.type(pid) ~= "integer" or pid <= 0 then
+    fail(fname, "bad argument #1 (pid: expected a positive integer, got %s)", tostring(pid))
+  end
+  if reason ~= nil and type(reason) ~= "string" then
+    fail(fname, "bad argument #2 (reason: expected a string, got %s)", type(reason))
+  end
+  return transaction(self.db, function()
+    self:_run("UPDATE run SET status = 'INTERRUPTED', finished = " .. NOW .. ", wall_seconds = " ..
+      "(julianday('now') - julianday(started)) * 86400.0, error = ? WHERE status = 'RUNNING' AND host = ? AND pid = ?",
+      reason or ("worker process %d died"):format(pid), M.hostname(), pid)
+    return self.db:changes()
+  end)
 end
 
 ------------------------------------------------------------------------------------------------- queries

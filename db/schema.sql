@@ -1,17 +1,18 @@
--- schema.sql -- the rotlab results database, schema version 1 (PRAGMA user_version and meta.schema_version).
+-- schema.sql -- the rotlab results database, schema version 2 (PRAGMA user_version and meta.schema_version).
 -- Long format, meant to be read from the sqlite3 shell and pandas as well as by `rotlab report`.
 -- db/results.lua applies this file to an empty database inside one transaction; the connection settings
 -- (journal_mode=WAL, synchronous=NORMAL, foreign_keys=ON, busy timeout) are per connection and set there.
 -- Times are UTC ISO 8601 text with milliseconds ('2024-05-01T12:00:00.123Z').
 -- A new version of this file bumps user_version and results.lua gains the migration from the previous one.
+-- Version 2 added run.pid (version 1 databases are migrated on open; read-only opens read them as they are).
 
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 
 CREATE TABLE meta (
   key   TEXT PRIMARY KEY,
   value TEXT NOT NULL
 );
-INSERT INTO meta (key, value) VALUES ('schema_version', '1');
+INSERT INTO meta (key, value) VALUES ('schema_version', '2');
 
 -- One row per experiment script / study; runs hang off it.
 CREATE TABLE experiment (
@@ -38,7 +39,8 @@ CREATE TABLE run (
   host          TEXT,
   code_version  TEXT,
   error         TEXT,
-  heartbeat     TEXT                      -- refreshed by every flush: a RUNNING row with an old one is dead
+  heartbeat     TEXT,                     -- refreshed by every flush and while training: an old one means dead
+  pid           INTEGER                   -- process id of the worker on `host` that claimed the run
 );
 CREATE INDEX run_by_experiment ON run (experiment_id, status);
 CREATE INDEX run_by_config ON run (experiment_id, config_json);

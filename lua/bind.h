@@ -88,5 +88,6 @@ int rlb_open_baselines(lua_State *L); /* baseline poolings: mixed, deepset, set2
 int rlb_open_optim(lua_State *L); /* optimizer steps, schedulers, clipping */
 int rlb_open_data(lua_State *L);  /* HDF5 datasets, splits, batching */
 int rlb_open_db(lua_State *L);    /* SQLite */
+int rlb_open_proc(lua_State *L);  /* processes (grid launcher) */
 
 #endif

@@ -5,6 +5,7 @@
 **   db:query(sql, ...) -> {row, ...}  one statement, ? parameters bound from ...; rows are tables keyed by column
 **   for row in db:rows(sql, ...) do   the same as an iterator (the statement is finalized on break, via __close)
 **   db:prepare(sql) -> st;  st:bind(...); st:step() -> row or nil; st:reset(); st:finalize()
+**   st:columns() -> {name, ...}       the result columns in order (rows are keyed by name, NULLs absent)
 **   db:last_insert_id(); db:changes(); db:autocommit(); db:close()
 ** Values: Lua integer -> INTEGER, float -> REAL (SQLite stores NaN as NULL; +-Inf round-trip), string -> TEXT,
 ** boolean -> INTEGER 0/1, nil -> NULL, {blob = string} -> BLOB. Columns come back as integer, float, string or
@@ -383,6 +384,17 @@ static int s_reset(lua_State *L) {
   return 1;
 }
 
+static int s_columns(lua_State *L) {
+  rlb_stmt *s = check_stmt(L, 1);
+  int n = sqlite3_column_count(s->st);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushstring(L, sqlite3_column_name(s->st, i));
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static int s_finalize(lua_State *L) {
   stmt_release(luaL_checkudata(L, 1, RLB_SQLITE_STMT));
   return 0;
@@ -412,7 +424,8 @@ int rlb_open_db(lua_State *L) {
   static const luaL_Reg conn_meta[] = {
       {"__gc", c_close}, {"__close", c_close}, {"__tostring", c_tostring}, {NULL, NULL}};
   static const luaL_Reg stmt_methods[] = {
-      {"bind", s_bind}, {"step", s_step}, {"reset", s_reset}, {"finalize", s_finalize}, {NULL, NULL}};
+      {"bind", s_bind}, {"step", s_step}, {"reset", s_reset}, {"columns", s_columns},
+      {"finalize", s_finalize}, {NULL, NULL}};
   static const luaL_Reg stmt_meta[] = {
       {"__gc", s_finalize}, {"__close", s_finalize}, {"__tostring", s_tostring}, {NULL, NULL}};
   new_class(L, RLB_SQLITE, conn_methods, conn_meta);

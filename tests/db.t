@@ -158,8 +158,8 @@ local db = store.db
 t:is(db:query("PRAGMA journal_mode")[1].journal_mode, "wal", "WAL mode is on")
 t:is(db:query("PRAGMA foreign_keys")[1].foreign_keys, 1, "foreign keys are on")
 t:is(db:query("PRAGMA synchronous")[1].synchronous, 1, "synchronous = NORMAL")
-t:is(db:query("PRAGMA user_version")[1].user_version, 1, "user_version = 1")
-t:is(db:query("SELECT value FROM meta WHERE key = 'schema_version'")[1].value, "1", "meta.schema_version = 1")
+t:is(db:query("PRAGMA user_version")[1].user_version, 2, "user_version = 2")
+t:is(db:query("SELECT value FROM meta WHERE key = 'schema_version'")[1].value, "2", "meta.schema_version = 2")
 local tables = {}
 for row in db:rows("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") do tables[#tables + 1] = row.name end
 t:is(table.concat(tables, ","), "artifact,experiment,meta,metric,param,run,trace", "every table exists")
@@ -389,7 +389,7 @@ do
   local raw = rl.sqlite.open(newer)
   raw:exec("CREATE TABLE meta (key, value); PRAGMA user_version = 3")
   raw:close()
-  t:raises(function() rl.db.open(newer) end, "results DB schema version 3 is newer than this rotlab %(1%)",
+  t:raises(function() rl.db.open(newer) end, "results DB schema version 3 is newer than this rotlab %(2%)",
     "a newer schema is refused")
   local foreign = tmpdb()
   raw = rl.sqlite.open(foreign)
@@ -409,6 +409,105 @@ do
     "readonly store refuses writes")
   t:ok(#ro:runs() > 0, "readonly store reads")
   ro:close()
+end
+
+---------------------------------------------------------------------------------------------- claims (grid workers)
+
+do
+  local cpath = tmpdb()
+  local cs = rl.db.open(cpath)
+  local e = cs:experiment("claims")
+  local function row(id) return cs.db:query("SELECT * FROM run WHERE id = ?", id)[1] end
+  local a = cs:begin_run(e, { config = { k = 1 } })
+  t:ok(row(a.id).pid == rl.proc.pid() and row(a.id).host == results.hostname(), "a claim records host and pid")
+  -- another live process of this host holds it
+  local sleeper = rl.proc.spawn({ "sleep", "30" })
+  cs.db:query("UPDATE run SET pid = ? WHERE id = ?", sleeper, a.id)
+  local b, why = cs:begin_run(e, { config = { k = 1 } })
+  t:ok(b == nil and why == "running", "a RUNNING run of a live local process is not taken", why)
+  t:raises(function() a:flush() end, "no longer held by this worker", "the old holder's flush is refused")
+  t:raises(function() a:finish("FAILED") end, "no longer held by this worker", "and so is its finish")
+  cs.db:query("UPDATE run SET heartbeat = '2000-01-01T00:00:00.000Z' WHERE id = ?", a.id)
+  b, why = cs:begin_run(e, { config = { k = 1 } })
+  t:ok(b and b.id == a.id, "a live local pid with a stale heartbeat (pid reused?) is taken over", why)
+  cs.db:query("UPDATE run SET pid = ? WHERE id = ?", sleeper, b.id)
+  b, why = cs:begin_run(e, { config = { k = 1 }, stale_seconds = 0 })
+  t:ok(b == nil and why == "running", "stale_seconds = 0: a live local pid holds its run whatever its heartbeat")
+  rl.proc.kill(sleeper, "KILL")
+  rl.proc.wait(sleeper)
+  b, why = cs:begin_run(e, { config = { k = 1 } })
+  t:ok(b and b.id == a.id, "the run of a dead local process is claimed at once", why)
+  t:is(row(b.id).pid, rl.proc.pid(), "the claim takes the pid over")
+  -- another host: only the heartbeat tells
+  cs.db:query("UPDATE run SET host = 'elsewhere', pid = 1 WHERE id = ?", b.id)
+  local c
+  c, why = cs:begin_run(e, { config = { k = 1 } })
+  t:ok(c == nil and why == "running", "a fresh heartbeat on another host holds the run")
+  c, why = cs:begin_run(e, { config = { k = 1 }, stale_seconds = 0 })
+  t:ok(c and c.id == b.id, "stale_seconds = 0 (private DB): runs of other hosts are dead", why)
+  cs.db:query("UPDATE run SET host = 'elsewhere', heartbeat = '2000-01-01T00:00:00.000Z' WHERE id = ?", c.id)
+  c, why = cs:begin_run(e, { config = { k = 1 }, stale_seconds = 60 })
+  t:ok(c and c.id == b.id, "a stale heartbeat on another host is taken over", why)
+  -- heartbeats
+  local before = row(c.id).heartbeat
+  t:is(c:heartbeat(), false, "heartbeat is rate-limited")
+  local saved = results.HEARTBEAT_SECONDS
+  results.HEARTBEAT_SECONDS = 0
+  rl.proc.sleep(0.01)
+  c:metric(0, "train", "loss", 1)
+  t:ok(row(c.id).heartbeat > before, "metric refreshes a due heartbeat")
+  results.HEARTBEAT_SECONDS = saved
+  t:is(c:heartbeat(true), true, "heartbeat(true) forces")
+  c:finish("FINISHED")
+  -- failed runs are not retried within one grid
+  local since = cs:now()
+  t:ok(since:match("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$"), "store:now is an ISO time", since)
+  local f = cs:begin_run(e, { config = { k = 2 } })
+  f:finish("FAILED", { error = "x" })
+  local g2
+  g2, why = cs:begin_run(e, { config = { k = 2 }, failed_since = since })
+  t:ok(g2 == nil and why == "failed", "a run FAILED since failed_since is not retried", why)
+  g2 = cs:begin_run(e, { config = { k = 2 }, failed_since = "2000-01-01T00:00:00.000Z" })
+  t:ok(g2 == nil, "failed_since in the past: still FAILED since then")
+  g2 = cs:begin_run(e, { config = { k = 2 }, failed_since = "2999-01-01T00:00:00.000Z" })
+  t:ok(g2 and g2.id == f.id, "a run FAILED before failed_since is retried")
+  -- interrupted by the launcher
+  local h = cs:begin_run(e, { config = { k = 3 } })
+  cs.db:query("UPDATE run SET pid = 999999 WHERE id = ?", h.id)
+  t:is(cs:interrupt_runs(999999, "worker died (signal 9)"), 1, "interrupt_runs marks the dead worker's run")
+  local hr = row(h.id)
+  t:ok(hr.status == "INTERRUPTED" and hr.error == "worker died (signal 9)" and hr.finished, "as INTERRUPTED, why")
+  t:is(cs:interrupt_runs(999999), 0, "nothing left to interrupt")
+  t:raises(function() cs:interrupt_runs("1") end, "pid: expected a positive integer", "interrupt_runs pid")
+  t:raises(function() cs:interrupt_runs(1, 2) end, "reason: expected a string", "interrupt_runs reason")
+  t:raises(function() cs:begin_run(e, { stale_seconds = "x" }) end, "option stale_seconds: expected a number",
+    "stale_seconds type")
+  t:raises(function() cs:begin_run(e, { failed_since = 1 }) end, "option failed_since: expected a time string",
+    "failed_since type")
+  g2:finish("FINISHED")
+  cs:close()
+end
+
+-- a version 1 database: read as it is, migrated by a read-write open
+do
+  local v1 = tmpdb()
+  local raw = rl.sqlite.open(v1)
+  local sql = results.schema_sql():gsub("PRAGMA user_version = 2", "PRAGMA user_version = 1")
+    :gsub("VALUES %('schema_version', '2'%)", "VALUES ('schema_version', '1')")
+    :gsub("heartbeat     TEXT,[^\n]*\n%s*pid%s+INTEGER[^\n]*\n", "heartbeat TEXT\n")
+  raw:exec(sql)
+  raw:exec("INSERT INTO experiment (id, name, created) VALUES (1, 'old', '2024-01-01T00:00:00.000Z');" ..
+    "INSERT INTO run (experiment_id, run_key, config_json, status, started) VALUES (1, 'k', '{}', 'FINISHED', 'x')")
+  raw:close()
+  local ro = rl.db.open(v1, { readonly = true })
+  t:ok(ro.version == 1 and #ro:runs() == 1, "a version 1 DB opens read-only as it is")
+  ro:close()
+  local rw = rl.db.open(v1)
+  t:is(rw.version, 2, "a read-write open migrates it to version 2")
+  t:is(count(rw.db, "SELECT count(*) AS n FROM pragma_table_info('run') WHERE name = 'pid'"), 1, "run.pid added")
+  t:is(rw.db:query("SELECT value FROM meta WHERE key = 'schema_version'")[1].value, "2", "meta says 2")
+  t:is(#rw:runs(), 1, "rows kept")
+  rw:close()
 end
 
 for _, p in ipairs(tmpfiles) do

@@ -2,42 +2,29 @@
 rotlab.cli -- the `rotlab` command line. Returns a function(argv) -> exit code.
   rotlab run SCRIPT.lua [key=value ...]   run an experiment script (SCRIPT receives the key=value table as ...)
   rotlab SCRIPT                           the same (lets test files use `#!/usr/bin/env rotlab`)
-  rotlab report DB [--format text|markdown|csv]
+  rotlab grid SCRIPT.lua [--jobs N] [--shard I/N] ...       (rotlab.launch)
+  rotlab slurm SCRIPT.lua --array N ...                     (rotlab.slurm)
+  rotlab report DB [--format text|markdown|csv]             (rotlab.report)
+  rotlab query DB "SQL" [--format text|csv|json]            (rotlab.query)
+  rotlab db merge OUT.db SHARD.db ...                       (db.merge)
+Every command takes --help; bad input is a message on stderr and exit code 2.
 ]]
+local script = require "rotlab.script"
+
 local commands = {}
 
 local usage = [[
 usage: rotlab <command> [args]
 commands:
-  run SCRIPT.lua [key=value ...]   run a Lua experiment script
-  report DB [options]              mean +- std per configuration (rotlab report --help)
-  help                             this text
+  run SCRIPT.lua [key=value ...]        run a Lua experiment script
+  grid SCRIPT.lua [--jobs N] [--shard I/N] [options]
+                                        run a grid script with N worker processes, resumable (rotlab grid --help)
+  slurm SCRIPT.lua --array N [options]  write a Slurm array job + a dependent merge job (rotlab slurm --help)
+  report DB [options]                   mean +- std per configuration (rotlab report --help)
+  query DB "SQL" [--format F]           run one read-only SQL statement on a results DB
+  db merge OUT.db SHARD.db ...          merge shard DBs into OUT.db, idempotently
+  help                                  this text
 Every command takes --help.]]
-
--- key=value strings -> table (numbers and booleans converted)
-local function parse_params(list, first)
-  local params = {}
-  for i = first, #list do
-    local k, v = list[i]:match("^([%w_%.%-]+)=(.*)$")
-    if not k then error(("bad argument '%s' (expected key=value)"):format(list[i]), 0) end
-    if v == "true" then v = true
-    elseif v == "false" then v = false
-    elseif tonumber(v) then v = tonumber(v) end
-    params[k] = v
-  end
-  return params
-end
-
-local function run_script(path, argv, first)
-  local chunk, err = loadfile(path)
-  if not chunk then error(err, 0) end
-  local params = parse_params(argv, first)
-  local script_arg = { [0] = path }
-  for i = first, #argv do script_arg[#script_arg + 1] = argv[i] end
-  arg = script_arg
-  local rc = chunk(params)
-  return math.type(rc) == "integer" and rc or 0
-end
 
 function commands.run(argv)
   local path = argv[2]
@@ -46,7 +33,22 @@ function commands.run(argv)
       "Runs SCRIPT with the key=value pairs as a table (its `...`); numbers and true/false are converted.")
     return path == nil and 2 or 0
   end
-  return run_script(path, argv, 3)
+  if path:match("^%-") then
+    io.stderr:write(("rotlab run: unknown option '%s' (see rotlab run --help)\n"):format(path))
+    return 2
+  end
+  local f = io.open(path, "r")
+  if not f then
+    io.stderr:write(("rotlab run: cannot open script '%s'\n"):format(path))
+    return 2
+  end
+  f:close()
+  local ok, err = pcall(script.parse_params, argv, 3)
+  if not ok then
+    io.stderr:write("rotlab run: ", err, "\n")
+    return 2
+  end
+  return script.run(path, argv, 3)
 end
 
 function commands.help()
@@ -54,8 +56,29 @@ function commands.help()
   return 0
 end
 
-function commands.report(argv)
-  return require("rotlab.report").main(argv)
+function commands.report(argv) return require("rotlab.report").main(argv) end
+function commands.grid(argv) return require("rotlab.launch").main(argv) end
+function commands.slurm(argv) return require("rotlab.slurm").main(argv) end
+function commands.query(argv) return require("rotlab.query").main(argv) end
+
+local db_usage = [[
+usage: rotlab db merge OUT.db SHARD.db [SHARD.db ...]
+Merges the runs of results DBs (e.g. the shard DBs of `rotlab grid --shard`) into OUT.db (created when missing),
+one shard at a time (ATTACH, one transaction, DETACH). Runs are matched by run_key: a run missing from OUT.db is
+copied with its params, metrics, traces and artifacts; a run already in OUT.db is replaced only by a better status
+(FINISHED > FAILED > INTERRUPTED > RUNNING). Merging the same shards again changes nothing.]]
+
+function commands.db(argv)
+  local sub = argv[2]
+  if sub == nil or sub == "--help" or sub == "-h" or sub == "help" then
+    print(db_usage)
+    return sub == nil and 2 or 0
+  end
+  if sub ~= "merge" then
+    io.stderr:write(("rotlab db: unknown subcommand '%s' (expected merge)\n%s\n"):format(sub, db_usage))
+    return 2
+  end
+  return require("db.merge").main(argv, db_usage)
 end
 
 return function(argv)
@@ -69,7 +92,7 @@ return function(argv)
   local f = io.open(cmd, "r")
   if f then
     f:close()
-    return run_script(cmd, argv, 2)
+    return script.run(cmd, argv, 2)
   end
   io.stderr:write(("rotlab: unknown command '%s'\n%s\n"):format(cmd, usage))
   return 2

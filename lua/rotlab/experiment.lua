@@ -1,13 +1,15 @@
 --[[
 rotlab.experiment -- the experiment runner: configurations x seeds x folds, epochs, train/val/test metrics logged
-to SQLite, a progress bar with ETA on a terminal (quiet otherwise).
+to SQLite, a progress bar with ETA on a terminal (quiet otherwise). The same runner serves `rotlab run` (one
+process) and the workers of `rotlab grid` (many processes, one DB, runs claimed dynamically).
 
   local experiment = require "rotlab.experiment"
   experiment.run{
     name = "quickstart",                 -- experiment name in the DB
-    data = "build/data/digit_bags.h5",   -- a dataset in rotlab's HDF5 format (DESIGN section 5)
+    data = "build/data/digit_bags.h5",   -- a dataset in rotlab's HDF5 format (DESIGN section 5); not needed
+                                         -- when `train` is given
     db = "results/quickstart.db",
-    configs = {{pool = "mean"}, ...},    -- each merged over `defaults`
+    configs = {{pool = "mean"}, ...},    -- a list, or a grid from rotlab.grid; each merged over `defaults`
     defaults = {epochs = 20, batch_size = 32, lr = 1e-3, weight_decay = 0, hidden = 64},
     seeds = {1, 2, 3},
     folds = nil,                         -- nil: one stratified train/val/test split per seed (`split` fractions);
@@ -17,15 +19,48 @@ to SQLite, a progress bar with ETA on a terminal (quiet otherwise).
                                          -- run's {train=, val=, test=} indices, e.g. for standardisation)
     optimizer = function(params, cfg) return opt end, -- default: Adam(lr, weight_decay)
     after_step = function(model, run, step) end,     -- optional hook (e.g. dual/slack steps, traces)
-    progress = nil,                      -- true/false; default: on when stderr is a terminal
+    train = function(cfg, seed, fold, run) end,      -- optional: replaces the built-in training of one run;
+                                                     -- logs through run:metric/trace/flush (fold is nil or 1..k)
+    progress = nil,                      -- true/false; default: on when stderr is a terminal (not in workers)
   }
 Every run's metrics are buffered and written once per epoch in one transaction; the run row says RUNNING until it
-is FINISHED (or FAILED with the error), so an interrupted run is visible as such. Reruns of a FINISHED
-(experiment, config, seed, fold) are skipped.
+is FINISHED (or FAILED with the error, or INTERRUPTED), so an interrupted run is visible as such. Each run is
+claimed atomically (store:begin_run): FINISHED runs are skipped, FAILED and INTERRUPTED ones and RUNNING ones whose
+worker died are run again; a run that FAILED during this call is not retried by it.
+
+Grid scripts. A grid script is a Lua file that builds a spec (configs = a list or a rotlab.grid) and calls
+experiment.run(spec) once. `rotlab run SCRIPT` runs it in this process; `rotlab grid SCRIPT --jobs N` runs the same
+file in N worker processes. The CLI says which through experiment.context (a table it sets before running the
+script; `rotlab run` leaves the default):
+  context.mode = "run"      run every job here and return the summary (default)
+  context.mode = "plan"     record {spec =, jobs =} in context.plan and stop the script (the launcher's look)
+  context.mode = "worker"   claim and run jobs until none is left, then stop the script
+  context.db                results DB path overriding spec.db (--db, shard DBs)
+  context.shard = {i, n}    only the jobs whose position p (1-based, in configs x seeds x folds order) has
+                            (p - 1) % n == i - 1
+  context.since             failed_since of the claims (the launcher's start time; default: now)
+  context.stale_seconds     stale_seconds of the claims (default db.results.STALE_SECONDS)
+"Stop the script" is an error carrying a value for which experiment.is_stop(err) is true: code after
+experiment.run runs only under `rotlab run`.
+  experiment.jobs(spec) -> list of {index, config, seed, fold, key}   (no data needed; key = grid.run_key)
 ]]
 local rl = require "rotlab"
+local results = require "db.results"
+local grid = require "rotlab.grid"
 
 local experiment = {}
+
+-- Set by the CLI (see the header); `rotlab run` and plain scripts keep mode = "run".
+experiment.context = { mode = "run" }
+
+-- Control-flow errors of the grid modes (plan, worker done, interrupted by a signal).
+local Stop = { __tostring = function(s) return "rotlab: " .. s.what end }
+function experiment.is_stop(err) return getmetatable(err) == Stop end
+local function stop(what, fields)
+  local e = fields or {}
+  e.what = what
+  return setmetatable(e, Stop)
+end
 
 local function merge(a, b)
   local r = {}
@@ -140,6 +175,7 @@ local function train_one(spec, ds, cfg, seed, fold, split, run)
     local batches = rl.data.batches(split.train, bs, { seed = seed * 7919 + epoch, shuffle = true })
     local loss_sum, n = 0, 0
     for _, b in ipairs(batches) do
+      run:heartbeat()
       local x, y = ds:batch(b)
       model:zero_grad()
       local logits = model:forward(x)
@@ -166,69 +202,189 @@ local function train_one(spec, ds, cfg, seed, fold, split, run)
   return last
 end
 
-function experiment.run(spec)
-  check(type(spec) == "table", "expected a table of options", 2)
-  check(type(spec.name) == "string" and spec.name ~= "", "option 'name' must be a non-empty string", 2)
-  check(type(spec.data) == "string", "option 'data' must be the path of an HDF5 dataset", 2)
-  check(type(spec.db) == "string", "option 'db' must be the path of the results database", 2)
-  check(type(spec.configs) == "table" and #spec.configs > 0, "option 'configs' must be a non-empty list", 2)
+
+local function check_spec(spec)
+  check(type(spec) == "table", "expected a table of options", 3)
+  check(type(spec.name) == "string" and spec.name ~= "", "option 'name' must be a non-empty string", 3)
+  check(spec.train == nil or type(spec.train) == "function", "option 'train' must be a function(cfg, seed, fold, run)",
+    3)
+  check(spec.train or type(spec.data) == "string", "option 'data' must be the path of an HDF5 dataset", 3)
+  check(type(spec.db) == "string" and spec.db ~= "", "option 'db' must be the path of the results database", 3)
+  local configs = spec.configs
+  if getmetatable(configs) == grid.Grid then configs = configs:configs() end
+  check(type(configs) == "table" and #configs > 0, "option 'configs' must be a non-empty list or grid", 3)
+  for i, c in ipairs(configs) do check(type(c) == "table", ("configs[%d] is not a table"):format(i), 3) end
   local seeds = spec.seeds or { 1 }
-  check(type(seeds) == "table" and #seeds > 0, "option 'seeds' must be a non-empty list of integers", 2)
-  for _, s in ipairs(seeds) do check(math.type(s) == "integer", "seeds must be integers", 2) end
+  check(type(seeds) == "table" and #seeds > 0, "option 'seeds' must be a non-empty list of integers", 3)
+  for _, s in ipairs(seeds) do check(math.type(s) == "integer", "seeds must be integers", 3) end
   if spec.folds ~= nil then
-    check(math.type(spec.folds) == "integer" and spec.folds >= 2, "option 'folds' must be an integer >= 2", 2)
+    check(math.type(spec.folds) == "integer" and spec.folds >= 2, "option 'folds' must be an integer >= 2", 3)
   end
+  return configs, seeds
+end
 
-  local ds = rl.data.load(spec.data)
-  local dir = spec.db:match("^(.*)/[^/]+$")
-  if dir then os.execute('mkdir -p "' .. dir .. '"') end
-  local store = rl.db.open(spec.db)
-  local exp_id = store:experiment(spec.name, { script = spec.script })
-
+function experiment.jobs(spec)
+  local configs, seeds = check_spec(spec)
   local jobs = {}
-  for _, c in ipairs(spec.configs) do
+  for _, c in ipairs(configs) do
     local cfg = merge(spec.defaults, c)
     for _, seed in ipairs(seeds) do
-      local folds = make_folds(ds, spec, seed)
-      for f, split in ipairs(folds) do
-        jobs[#jobs + 1] = { cfg = cfg, seed = seed, fold = spec.folds and f or nil, split = split }
+      for f = 1, spec.folds or 1 do
+        local fold = spec.folds and f or nil
+        jobs[#jobs + 1] = { index = #jobs + 1, config = cfg, seed = seed, fold = fold,
+          key = grid.run_key(spec.name, cfg, seed, fold) }
       end
     end
   end
+  return jobs
+end
 
+-- The jobs of one shard {i, n} (all when shard is nil).
+function experiment.shard_jobs(jobs, shard)
+  if not shard then return jobs end
+  local out = {}
+  for _, job in ipairs(jobs) do
+    if (job.index - 1) % shard[2] == shard[1] - 1 then out[#out + 1] = job end
+  end
+  return out
+end
+
+-- Raises the interrupt stop when a trapped signal (TERM, INT in workers) has arrived.
+local function check_signal()
+  local sig = rl.proc.trapped()
+  if sig then error(stop("interrupted", { signal = sig }), 0) end
+end
+
+-- The run handed to spec.train: the real run, checking for a trapped signal on every call.
+local function guarded(run)
+  return setmetatable({}, { __index = function(_, k)
+    local v = run[k]
+    if type(v) ~= "function" then return v end
+    return function(_, ...)
+      check_signal()
+      return v(run, ...)
+    end
+  end })
+end
+
+local function traceback(err)
+  if experiment.is_stop(err) then return err end
+  return debug.traceback(tostring(err), 2)
+end
+
+-- Claims and runs jobs until none is left; returns the summary.
+local function run_jobs(spec, jobs, ctx)
+  local db_path = ctx.db or spec.db
+  local dir = db_path:match("^(.*)/[^/]+$")
+  if dir and dir ~= "" then os.execute('mkdir -p "' .. dir:gsub('["\\$`]', "\\%0") .. '"') end
+  local store <close> = rl.db.open(db_path)
+  local exp_id = store:experiment(spec.name, { script = spec.script })
+  local since = ctx.since or store:now()
+  local stale = ctx.stale_seconds or results.STALE_SECONDS
   local show = spec.progress
-  if show == nil then show = is_terminal() end
+  if show == nil then show = ctx.mode ~= "worker" and is_terminal() end
   local t0 = rl.wall_time()
-  local summary = { finished = 0, skipped = 0, failed = 0 }
-  for i, job in ipairs(jobs) do
-    if show then progress_bar(i - 1, #jobs, t0, job.cfg.pool or "") end
-    local run, why = store:begin_run(exp_id, { config = job.cfg, seed = job.seed, fold = job.fold })
-    if not run then
-      summary.skipped = summary.skipped + 1
-    else
-      local ok, err = xpcall(train_one, debug.traceback, spec, ds, job.cfg, job.seed, job.fold, job.split, run)
-      if ok then
-        run:finish("FINISHED")
-        summary.finished = summary.finished + 1
-      else
-        run:finish("FAILED", { error = tostring(err) })
-        summary.failed = summary.failed + 1
-        io.stderr:write(("\nrun failed (config %s, seed %d): %s\n"):format(rl.json and rl.json.encode(job.cfg) or "?",
-          job.seed, tostring(err)))
-        if spec.stop_on_error then
-          store:close()
-          error(err, 0)
+  local summary = { finished = 0, skipped = 0, failed = 0, interrupted = 0, total = #jobs }
+  local ds, folds_of = nil, {}
+  local settled = {}  -- keys this call is done with (finished or failed here, or failed since `since`)
+
+  local function split_of(job)
+    if spec.train then return nil end
+    if not ds then ds = rl.data.load(spec.data) end
+    local folds = folds_of[job.seed]
+    if not folds then
+      folds = make_folds(ds, spec, job.seed)
+      folds_of[job.seed] = folds
+    end
+    return folds[job.fold or 1]
+  end
+
+  local function execute(job, run)
+    local ok, err = xpcall(function()
+      local split = split_of(job)
+      if spec.train then return spec.train(job.config, job.seed, job.fold, guarded(run)) end
+      return train_one(spec, ds, job.config, job.seed, job.fold, split, run)
+    end, traceback)
+    if ok then
+      local fok, ferr = pcall(run.finish, run, "FINISHED")
+      if fok then summary.finished = summary.finished + 1 return end
+      err = ferr
+    end
+    if experiment.is_stop(err) then
+      pcall(run.finish, run, "INTERRUPTED", { error = "signal " .. tostring(err.signal) })
+      summary.interrupted = summary.interrupted + 1
+      error(err, 0)
+    end
+    local fok, ferr = pcall(run.finish, run, "FAILED", { error = tostring(err) })
+    summary.failed = summary.failed + 1
+    io.stderr:write(("%srun failed (config %s, seed %d%s): %s\n"):format(show and "\n" or "",
+      rl.json and rl.json.encode(job.config) or "?", job.seed, job.fold and (", fold " .. job.fold) or "",
+      tostring(err)))
+    if not fok then io.stderr:write(("  and it could not be marked FAILED: %s\n"):format(tostring(ferr))) end
+    if spec.stop_on_error then error(err, 0) end
+  end
+
+  local initially_finished
+  while true do
+    check_signal()
+    -- one read of every run of the experiment, then claims in job order
+    local rows = {}
+    for row in store.db:rows("SELECT run_key, status, host, pid, finished, " ..
+      "(julianday('now') - julianday(heartbeat)) * 86400.0 AS age FROM run WHERE experiment_id = ?", exp_id) do
+      rows[row.run_key] = row
+    end
+    local done = 0
+    for _, job in ipairs(jobs) do
+      local r = rows[job.key]
+      if r and r.status == "FINISHED" then done = done + 1 end
+    end
+    if not initially_finished then initially_finished = done end
+    if show then progress_bar(done, #jobs, t0, "") end
+    local claimed = false
+    for _, job in ipairs(jobs) do
+      local r = rows[job.key]
+      local candidate = not settled[job.key] and (r == nil or r.status == "INTERRUPTED" or
+        (r.status == "FAILED" and not (r.finished and r.finished >= since)) or
+        (r.status == "RUNNING" and not results.owner_alive(r, stale)))
+      if r and r.status == "FAILED" and r.finished and r.finished >= since then settled[job.key] = true end
+      if candidate then
+        local run, why = store:begin_run(exp_id, { config = job.config, seed = job.seed, fold = job.fold,
+          stale_seconds = stale, failed_since = since })
+        if run then
+          claimed = true
+          if show then progress_bar(done, #jobs, t0, job.config.pool or "") end
+          execute(job, run)
+          settled[job.key] = true
+          break
+        elseif why ~= "running" then
+          settled[job.key] = true
         end
       end
     end
+    if not claimed then break end
   end
   if show then
-    progress_bar(#jobs, #jobs, t0, "")
+    progress_bar((initially_finished or 0) + summary.finished, #jobs, t0, "")
     io.stderr:write("\n")
   end
-  store:close()
+  summary.skipped = initially_finished or 0
   summary.seconds = rl.wall_time() - t0
   return summary
+end
+
+function experiment.run(spec)
+  local jobs = experiment.jobs(spec)
+  local ctx = experiment.context or { mode = "run" }
+  if ctx.mode == "plan" then
+    ctx.plan = { spec = spec, jobs = jobs }
+    error(stop("plan"), 0)
+  end
+  jobs = experiment.shard_jobs(jobs, ctx.shard)
+  if ctx.mode == "worker" then
+    local summary = run_jobs(spec, jobs, ctx)
+    error(stop("worker", { summary = summary }), 0)
+  end
+  return run_jobs(spec, jobs, ctx)
 end
 
 return experiment
