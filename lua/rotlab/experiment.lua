@@ -209,6 +209,11 @@ local function check_spec(spec)
   check(spec.train == nil or type(spec.train) == "function", "option 'train' must be a function(cfg, seed, fold, run)",
     3)
   check(spec.train or type(spec.data) == "string", "option 'data' must be the path of an HDF5 dataset", 3)
+  if not spec.train then
+    local f, why = io.open(spec.data, "rb")
+    check(f, ("option 'data': cannot open %s"):format(why or spec.data), 3)
+    f:close()
+  end
   check(type(spec.db) == "string" and spec.db ~= "", "option 'db' must be the path of the results database", 3)
   local configs = spec.configs
   if getmetatable(configs) == grid.Grid then configs = configs:configs() end
