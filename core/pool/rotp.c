@@ -35,7 +35,7 @@ typedef struct rotp_module {
   /* state of the last forward */
   int has_trace;
   int64_t B, R, nmax;
-  rl_workspace w_off, w_den, w_plan, w_lq0, w_q0, w_lp0, w_p0, w_c1, w_s, w_toff, w_trace, w_work, w_H, w_xsum, w_out;
+  rl_workspace w_off, w_den, w_plan, w_lplan, w_lq0, w_q0, w_lp0, w_p0, w_c1, w_s, w_toff, w_trace, w_work, w_H, w_xsum, w_out;
   /* backward scratch and debug results */
   rl_workspace w_gplan, w_gx, w_gxs, w_glp0, w_glq0, w_gp0, w_gq0, w_gc1, w_sdot, w_gstep, w_gc2, w_c2off, w_xpart;
   int has_debug;
@@ -435,6 +435,7 @@ static void set_of(const rotp_module *r, const rl_batch *in, int64_t b, real *wo
   s->c1 = r->opts.structure ? (real *)r->w_c1.data + b * D * D : NULL;
   s->inv_s2 = r->opts.structure ? (real)(1 / ((rotp_norm *)r->w_s.data)[b].s2) : 0;
   s->plan = (real *)r->w_plan.data + off[b] * D;
+  s->lplan = (real *)r->w_lplan.data + off[b] * D;
   s->trace = r->has_trace ? (real *)r->w_trace.data + toff[b] : NULL;
   s->work = work;
 }
@@ -458,6 +459,7 @@ static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   if (c->structure && (rc = structure_forward(r, in))) return rc;
   int64_t *toff = wsb(&r->w_toff, (size_t)(B + 1) * sizeof(int64_t), &rc);
   wsr(&r->w_plan, (size_t)(R * D), &rc);
+  wsr(&r->w_lplan, (size_t)(R * D), &rc);
   if (rc) return rc;
   toff[0] = 0;
   for (int64_t b = 0; b < B; b++) toff[b + 1] = toff[b] + (int64_t)(r->has_trace ? trace_size(r, off[b + 1] - off[b]) : 0);
@@ -479,27 +481,40 @@ static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
       rotp_badmm_forward(&r->opts, &s);
   }
   if (c->structure) rl_blas_set_threads(nth);
-  /* pooled output: num_d = sum_n x_nd P_nd, den_d = sum_n P_nd (kept for the backward) */
+  /* pooled output. Eq. 5 is a column softmax of log P: f_d = sum_n x_nd exp(lP_nd - lden_d) with
+  ** lden_d = log sum_n P_nd (kept for the backward), so a column that underflows in float stays defined. */
   int64_t *offc = wsb(&r->w_off, (size_t)(B + 1) * sizeof(int64_t), &rc);
-  real *den = wsr(&r->w_den, (size_t)(B * D), &rc);
+  real *lden = wsr(&r->w_den, (size_t)(B * D), &rc);
   if (rc) return rc;
   memcpy(offc, off, (size_t)(B + 1) * sizeof(int64_t));
-  const real *X = in->values.data, *P = r->w_plan.data;
+  const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data;
   for (int64_t b = 0; b < B; b++) {
-    real *f = out->data + b * D, *dn = den + b * D;
-    memset(f, 0, (size_t)D * sizeof(real));
-    memset(dn, 0, (size_t)D * sizeof(real));
+    real *f = out->data + b * D, *ld = lden + b * D;
+    if (c->output == RL_ROTP_OUT_REFERENCE) {
+      memset(f, 0, (size_t)D * sizeof(real));
+      for (int64_t i = off[b]; i < off[b + 1]; i++)
+        for (int64_t j = 0; j < D; j++) f[j] += X[i * D + j] * P[i * D + j];
+      for (int64_t j = 0; j < D; j++) f[j] *= (real)D;
+      continue;
+    }
+    for (int64_t j = 0; j < D; j++) ld[j] = -INFINITY;
     for (int64_t i = off[b]; i < off[b + 1]; i++)
-      for (int64_t j = 0; j < D; j++) {
-        f[j] += X[i * D + j] * P[i * D + j];
-        dn[j] += P[i * D + j];
+      for (int64_t j = 0; j < D; j++) ld[j] = LP[i * D + j] > ld[j] ? LP[i * D + j] : ld[j];
+    for (int64_t j = 0; j < D; j++) {
+      double num = 0, den = 0, mx = ld[j];
+      for (int64_t i = off[b]; i < off[b + 1]; i++) {
+        double w = exp((double)LP[i * D + j] - mx);
+        num += w * X[i * D + j];
+        den += w;
       }
-    for (int64_t j = 0; j < D; j++) f[j] = c->output == RL_ROTP_OUT_REFERENCE ? D * f[j] : f[j] / dn[j];
+      f[j] = (real)(num / den);
+      ld[j] = (real)(mx + log(den));
+    }
   }
   return rl_expect_finite(out->data, out->numel, "rotp: output (the solver produced a non-finite plan)");
 }
 
-/* Shared backward given dL/dP in r->w_gplan (rows x D); gx (rows x D) receives dL/dx when not NULL. */
+/* Shared backward given dL/dlog P in r->w_gplan (rows x D); gx (rows x D) receives dL/dx when not NULL. */
 static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, real *gx_extra) {
   const rl_rotp_config *c = &r->cfg;
   int64_t D = c->dim, B = in->count[0], R = rl_rows(&in->values), T = c->iters;
@@ -544,7 +559,7 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     rotp_set s;
     set_of(r, in, b, work + wsz * (size_t)omp_get_thread_num(), &s);
     rotp_grads g;
-    g.gplan = (real *)r->w_gplan.data + off[b] * D;
+    g.glog = (real *)r->w_gplan.data + off[b] * D;
     g.gx = gx + off[b] * D;
     g.gxs = gxs + off[b] * D;
     g.glp0 = glp0 + b * D;
@@ -598,27 +613,29 @@ static int rotp_backward(rl_module *m, const rl_batch *in, const rl_tensor *grad
   int rc = 0;
   real *gP = wsr(&r->w_gplan, (size_t)(R * D), &rc), *gxo = wsr(&r->w_out, (size_t)(R * D), &rc);
   if (rc) return rc;
-  const real *X = in->values.data, *P = r->w_plan.data, *gy = grad_out->data, *den = r->w_den.data;
+  const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data, *gy = grad_out->data;
+  const real *lden = r->w_den.data;
   for (int64_t b = 0; b < B; b++) {
-    const real *g = gy + b * D, *dn = den + b * D;
-    /* eq. 5: f = num / den, dL/dP_nd = g_d (x_nd - f_d) / den_d, dL/dx_nd = g_d P_nd / den_d */
-    for (int64_t i = off[b]; i < off[b + 1]; i++)
-      for (int64_t j = 0; j < D; j++) {
-        if (c->output == RL_ROTP_OUT_REFERENCE) {
-          gP[i * D + j] = D * g[j] * X[i * D + j];
+    const real *g = gy + b * D, *ld = lden + b * D;
+    if (c->output == RL_ROTP_OUT_REFERENCE) {
+      /* f = D sum_n x P: dL/dlogP = D g x P, dL/dx = D g P */
+      for (int64_t i = off[b]; i < off[b + 1]; i++)
+        for (int64_t j = 0; j < D; j++) {
+          gP[i * D + j] = D * g[j] * X[i * D + j] * P[i * D + j];
           gxo[i * D + j] = D * g[j] * P[i * D + j];
-        } else {
-          gP[i * D + j] = g[j] * X[i * D + j] / dn[j];
-          gxo[i * D + j] = g[j] * P[i * D + j] / dn[j];
         }
+      continue;
+    }
+    /* eq. 5 with a = softmax_n(logP): dL/dlogP_nd = g_d a_nd (x_nd - f_d), dL/dx_nd = g_d a_nd */
+    for (int64_t j = 0; j < D; j++) {
+      double f = 0;
+      for (int64_t i = off[b]; i < off[b + 1]; i++) f += exp((double)LP[i * D + j] - ld[j]) * X[i * D + j];
+      for (int64_t i = off[b]; i < off[b + 1]; i++) {
+        real a = (real)exp((double)LP[i * D + j] - ld[j]);
+        gP[i * D + j] = (real)(g[j] * a * (X[i * D + j] - f));
+        gxo[i * D + j] = g[j] * a;
       }
-    if (c->output == RL_ROTP_OUT_PAPER)
-      for (int64_t j = 0; j < D; j++) {
-        double num = 0;
-        for (int64_t i = off[b]; i < off[b + 1]; i++) num += (double)X[i * D + j] * P[i * D + j];
-        real sh = (real)(g[j] * (num / dn[j]) / dn[j]);
-        for (int64_t i = off[b]; i < off[b + 1]; i++) gP[i * D + j] -= sh;
-      }
+    }
   }
   return backward_from_plan(r, in, grad_in ? grad_in->data : NULL, gxo);
 }
@@ -634,7 +651,8 @@ int rl_rotp_backward_plan(rl_module *m, const rl_batch *in, const rl_tensor *gra
   int64_t n = rl_rows(&in->values) * r->cfg.dim;
   real *gP = wsr(&r->w_gplan, (size_t)n, &rc);
   if (rc) return rc;
-  memcpy(gP, grad_plan->data, (size_t)n * sizeof(real));
+  const real *P = r->w_plan.data;
+  for (int64_t i = 0; i < n; i++) gP[i] = grad_plan->data[i] * P[i]; /* dL/dlogP */
   return backward_from_plan(r, in, grad_in ? grad_in->data : NULL, NULL);
 }
 
@@ -651,7 +669,7 @@ static int rotp_out_cols(const rl_module *m, const rl_batch *in, int64_t *cols) 
 static void rotp_destroy(rl_module *m) {
   rotp_module *r = (rotp_module *)m;
   rl_free(r->steps);
-  rl_workspace *ws[] = {&r->w_off, &r->w_den, &r->w_plan, &r->w_lq0,  &r->w_q0,   &r->w_lp0,  &r->w_p0,   &r->w_c1,   &r->w_s,
+  rl_workspace *ws[] = {&r->w_off, &r->w_den, &r->w_plan, &r->w_lplan, &r->w_lq0,  &r->w_q0,   &r->w_lp0,  &r->w_p0,   &r->w_c1,   &r->w_s,
                         &r->w_toff, &r->w_trace, &r->w_work, &r->w_H,    &r->w_xsum, &r->w_out,  &r->w_gplan,
                         &r->w_gx,   &r->w_gxs,  &r->w_glp0, &r->w_glq0, &r->w_gp0,  &r->w_gq0,  &r->w_gc1,
                         &r->w_sdot, &r->w_gstep, &r->w_gc2, &r->w_c2off, &r->w_xpart};

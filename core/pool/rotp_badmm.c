@@ -184,6 +184,7 @@ void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
     ls = lsn;
   }
   memcpy(s->plan, Tt, (size_t)nd * sizeof(real));
+  memcpy(s->lplan, tr ? tr + (T - 1) * 2 * nd : LT, (size_t)nd * sizeof(real));
 }
 
 void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
@@ -211,7 +212,7 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a0 = st->a0, a1 = st->a1, a2 = st->a2, a3 = st->a3;
     const real *vc = vtr + k * vb, *vn = vtr + (k + 1) * vb;
-    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
+    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
     const real *lmu2 = vn, *leta2 = lmu2 + d;
     const real *lt = tr + k * 2 * nd, *lsn = lt + nd, *ls = k ? tr + (k - 1) * 2 * nd + nd : LS0;
     double gr = 0, ga0 = 0, ga1 = 0, ga2 = 0, ga3 = 0;
@@ -276,7 +277,7 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       const real *tv = Tt + i * d, *sv = Sn + i * d;
       real g2i = g2[i], acc = 0;
       for (int64_t j = 0; j < d; j++) {
-        gt[j] = (k == T - 1 ? g->gplan[i * d + j] : 0) + r * gz[j] - r * g2i;
+        gt[j] = r * gz[j] - r * g2i;
         real gst = gs[j] - r * gz[j] - r * g1[j];
         acc += gz[j] * (tv[j] - sv[j]);
         gl[j] += gst * sv[j];
@@ -303,7 +304,9 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       for (int64_t j = 0; j < d; j++) {
         real gy = G1[i * d + j];
         Gz[i * d + j] += c * gy;
-        real Ys = lsn[i * d + j] + C[j] - lmu[j];
+        /* Ys up to the column constant C - lmu: every column of G_Ys sums to 0, so the constant only adds
+        ** rounding (the rho gradient is a cancellation when rho is small) */
+        real Ys = lsn[i * d + j];
         if (quad) {
           Gt[i * d + j] -= a1 * c * gy;
           dz += (double)gy * Tt[i * d + j];
@@ -327,7 +330,7 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     for (int64_t i = 0; i < n; i++) {
       real rs = 0;
       for (int64_t j = 0; j < d; j++) {
-        G1[i * d + j] += Gt[i * d + j] * Tt[i * d + j];
+        G1[i * d + j] += Gt[i * d + j] * Tt[i * d + j] + (k == T - 1 ? g->glog[i * d + j] : 0);
         rs += G1[i * d + j];
       }
       rowG[i] = rs;
@@ -350,7 +353,7 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
         real gy = G1[i * d + j];
         g->gx[i * d + j] += gy * ir;
         Gz[i * d + j] -= gy * ir;
-        dyt += (double)gy * (lt[i * d + j] + R[i] - leta[i] - ls[i * d + j]);
+        dyt += (double)gy * (lt[i * d + j] - ls[i * d + j]); /* rows of G_Yt sum to 0: R - leta dropped */
         if (quad) {
           Gs[i * d + j] -= a1 * ir * gy;
           ds += (double)gy * Si[i * d + j];

@@ -88,7 +88,7 @@ void rotp_implicit_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g
       real z = x[i * d + j] * ie;
       S1[i * d + j] = rl_exp(z + v[i] - A[j]);
       S2[i * d + j] = rl_exp(z + u[j] - B[i]);
-      real gz = g->gplan[i * d + j] * s->plan[i * d + j];
+      real gz = g->glog[i * d + j];
       gu[j] += gz;
       rs += gz;
     }
@@ -114,7 +114,7 @@ void rotp_implicit_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g
   }
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < d; j++) {
-      real gz = g->gplan[i * d + j] * s->plan[i * d + j];
+      real gz = g->glog[i * d + j];
       real gxe = gz - r2 * lu[j] * S1[i * d + j] - r3 * lv[i] * S2[i * d + j];
       g->gx[i * d + j] += gxe * ie;
       gie += (double)gxe * x[i * d + j];

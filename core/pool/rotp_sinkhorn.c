@@ -213,13 +213,17 @@ RL_HOT static void cstep_bwd(int64_t n, int64_t d, const real *F, real ie_y, rea
 
 /* ---------------------------------------------------------------- shared pieces */
 
-/* out = exp(F ie + u_j + v_i) */
-RL_HOT static void plan_fill(int64_t n, int64_t d, const real *F, real ie, const real *u, const real *v, real *out) {
+/* lout = F ie + u_j + v_i, out = exp(lout) */
+RL_HOT static void plan_fill(int64_t n, int64_t d, const real *F, real ie, const real *u, const real *v, real *out,
+                             real *lout) {
   for (int64_t i = 0; i < n; i++) {
     const real *f = F + i * d;
-    real *o = out + i * d, vi = v ? v[i] : 0;
+    real *o = out + i * d, *lo = lout + i * d, vi = v[i];
 #pragma omp simd
-    for (int64_t j = 0; j < d; j++) o[j] = rl_exp(f[j] * ie + (u ? u[j] : 0) + vi);
+    for (int64_t j = 0; j < d; j++) {
+      lo[j] = f[j] * ie + u[j] + vi;
+      o[j] = rl_exp(lo[j]);
+    }
   }
 }
 
@@ -297,9 +301,9 @@ static void uot_forward(const rotp_opts *o, const rotp_set *s) {
   real *fin = tr ? tr + T * blk : tmp + blk;
   real ie = 1 / o->steps[T - 1].a1;
   if (!o->compat)
-    plan_fill(n, d, s->x, ie, fin + n + d, fin, s->plan);
+    plan_fill(n, d, s->x, ie, fin + n + d, fin, s->plan, s->lplan);
   else
-    plan_fill(n, d, s->x, ie, fin, fin + d, s->plan);
+    plan_fill(n, d, s->x, ie, fin, fin + d, s->plan, s->lplan);
 }
 
 static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
@@ -308,7 +312,7 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   const real *tr = s->trace;
   double g_ie_last = 0;
   real ie_last = 1 / o->steps[T - 1].a1;
-  lin_bwd(n, d, s->x, ie_last, g->gplan, s->plan, g->gx, &g_ie_last, gu, gv);
+  lin_bwd(n, d, s->x, ie_last, g->glog, NULL, g->gx, &g_ie_last, gu, gv);
   double *gie = (double *)NULL;
   (void)gie;
   /* per-step dL/d(1/e), dL/dr2, dL/dr3 accumulate in gstep through step_param_grads at the end of each step;
@@ -402,6 +406,7 @@ static void rot_forward(const rotp_opts *o, const rotp_set *s) {
       for (int64_t j = 0; j < d; j++) {
         real y = F[i * d + j] * ie + (u ? u[j] + v[i] : 0);
         Lcur[i * d + j] = o->compat ? rl_exp(y) : y;
+        if (t == T - 1) s->lplan[i * d + j] = y;
       }
   }
   if (o->compat)
@@ -417,7 +422,7 @@ static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   const real tau = (real)ROTP_TAU;
   const real eps = (real)ROTP_REF_EPS;
   /* dL/d(log P_T) */
-  for (int64_t i = 0; i < nd; i++) gL[i] = g->gplan[i] * s->plan[i];
+  memcpy(gL, g->glog, (size_t)nd * sizeof(real));
   for (int64_t t = T - 1; t >= 0; t--) {
     const rotp_step *st = &o->steps[t];
     real e = st->a1 + tau, ie = 1 / e, r2 = ratio(st->a2, e), r3 = ratio(st->a3, e);

@@ -37,14 +37,15 @@ typedef struct rotp_set {
   const real *p0, *q0;     /* plain priors (compat initial plan of the structured Sinkhorn) */
   const real *c1;          /* d x d, normalised feature similarity (structure only) */
   real inv_s2;             /* M(t) = c2 t c1 = inv_s2 X (X^T t) c1 with c2 = X X^T * inv_s2 */
-  real *plan;              /* n x d output */
+  real *plan;              /* n x d output P */
+  real *lplan;             /* n x d output log P (eq. 5 and the backward use it: P may underflow in float) */
   real *trace;             /* recorded iteration state (NULL: not recorded, backward impossible) */
   real *work;              /* per-thread scratch */
 } rotp_set;
 
 /* Gradient outputs of one set; every array is accumulated into (+=). */
 typedef struct rotp_grads {
-  const real *gplan;       /* n x d: dL/dP (input) */
+  const real *glog;        /* n x d: dL/d(log P) = dL/dP .* P (input) */
   real *gx;                /* n x d: dL/dx with c1, c2 held fixed */
   real *gxs;               /* n x d: the part of dL/dx that flows through c1 = G/s1 and c2 = K/s2 (structure) */
   real *glp0, *glq0;       /* d, n */
