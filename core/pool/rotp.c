@@ -35,7 +35,7 @@ typedef struct rotp_module {
   /* state of the last forward */
   int has_trace;
   int64_t B, R, nmax;
-  rl_workspace w_off, w_den, w_plan, w_lplan, w_lq0, w_q0, w_lp0, w_p0, w_c1, w_s, w_toff, w_trace, w_work, w_H, w_xsum, w_out;
+  rl_workspace w_off, w_den, w_pscr, w_plan, w_lplan, w_lq0, w_q0, w_lp0, w_p0, w_c1, w_s, w_toff, w_trace, w_work, w_H, w_xsum, w_out;
   /* backward scratch and debug results */
   rl_workspace w_gplan, w_gx, w_gxs, w_glp0, w_glq0, w_gp0, w_gq0, w_gc1, w_sdot, w_gstep, w_gc2, w_c2off, w_xpart;
   int has_debug;
@@ -440,13 +440,95 @@ static void set_of(const rotp_module *r, const rl_batch *in, int64_t b, real *wo
   s->work = work;
 }
 
+/* ---------------------------------------------------------------- pooled output of one set */
+
+/* f = D sum_n x_n .* P_n */
+RL_HOT static void pool_ref_forward(int64_t n, int64_t d, const real *x, const real *P, real *f) {
+  for (int64_t j = 0; j < d; j++) f[j] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const real *xi = x + i * d, *pi = P + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) f[j] += xi[j] * pi[j];
+  }
+  for (int64_t j = 0; j < d; j++) f[j] *= (real)d;
+}
+
+/* dL/dlogP = D g x P, dL/dx = D g P */
+RL_HOT static void pool_ref_backward(int64_t n, int64_t d, const real *x, const real *P, const real *g, real *glog,
+                                     real *gx) {
+  for (int64_t i = 0; i < n; i++) {
+    const real *xi = x + i * d, *pi = P + i * d;
+    real *gl = glog + i * d, *gxi = gx + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      gxi[j] = (real)d * g[j] * pi[j];
+      gl[j] = gxi[j] * xi[j];
+    }
+  }
+}
+
+/* Eq. 5 as a column softmax of log P: f_d = sum_n x_nd exp(lP_nd - lden_d), lden_d = log sum_n P_nd (kept for the
+** backward), so a column that underflows in float stays defined. den: d scratch. */
+RL_HOT static void pool_eq5_forward(int64_t n, int64_t d, const real *x, const real *LP, real *f, real *lden,
+                                    real *den) {
+  for (int64_t j = 0; j < d; j++) {
+    lden[j] = -INFINITY;
+    f[j] = 0;
+    den[j] = 0;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const real *l = LP + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) lden[j] = l[j] > lden[j] ? l[j] : lden[j];
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const real *l = LP + i * d, *xi = x + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      real w = rl_exp(l[j] - lden[j]);
+      f[j] += xi[j] * w;
+      den[j] += w;
+    }
+  }
+  for (int64_t j = 0; j < d; j++) {
+    f[j] /= den[j];
+    lden[j] += (real)log(den[j]);
+  }
+}
+
+/* a = softmax_n(log P): dL/dlogP_nd = g_d a_nd (x_nd - f_d), dL/dx_nd = g_d a_nd. f: d scratch. */
+RL_HOT static void pool_eq5_backward(int64_t n, int64_t d, const real *x, const real *LP, const real *g,
+                                     const real *lden, real *glog, real *gx, real *f) {
+  for (int64_t j = 0; j < d; j++) f[j] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const real *l = LP + i * d, *xi = x + i * d;
+    real *gxi = gx + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      gxi[j] = rl_exp(l[j] - lden[j]); /* a */
+      f[j] += gxi[j] * xi[j];
+    }
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const real *xi = x + i * d;
+    real *gxi = gx + i * d, *gl = glog + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      real ga = g[j] * gxi[j];
+      gl[j] = ga * (xi[j] - f[j]);
+      gxi[j] = ga;
+    }
+  }
+}
+
 static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   rotp_module *r = (rotp_module *)m;
   const rl_rotp_config *c = &r->cfg;
   int64_t D = c->dim, B = in->count[0], R = rl_rows(&in->values);
   const int64_t *off = in->offsets[0];
-  int rc = rl_expect_finite(in->values.data, in->values.numel, "rotp: input");
-  if (rc) return rc;
+  int rc = RL_OK;
+  if (!rl_all_finite(in->values.numel, in->values.data))
+    return rl_expect_finite(in->values.data, in->values.numel, "rotp: input"); /* names the value */
   refresh_steps(r);
   r->B = B;
   r->R = R;
@@ -481,35 +563,19 @@ static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
       rotp_badmm_forward(&r->opts, &s);
   }
   if (c->structure) rl_blas_set_threads(nth);
-  /* pooled output. Eq. 5 is a column softmax of log P: f_d = sum_n x_nd exp(lP_nd - lden_d) with
-  ** lden_d = log sum_n P_nd (kept for the backward), so a column that underflows in float stays defined. */
+  /* pooled output (per set, in parallel) */
   int64_t *offc = wsb(&r->w_off, (size_t)(B + 1) * sizeof(int64_t), &rc);
-  real *lden = wsr(&r->w_den, (size_t)(B * D), &rc);
+  real *lden = wsr(&r->w_den, (size_t)(B * D), &rc), *pscr = wsr(&r->w_pscr, (size_t)(B * D), &rc);
   if (rc) return rc;
   memcpy(offc, off, (size_t)(B + 1) * sizeof(int64_t));
   const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data;
+#pragma omp parallel for schedule(dynamic, 4)
   for (int64_t b = 0; b < B; b++) {
-    real *f = out->data + b * D, *ld = lden + b * D;
-    if (c->output == RL_ROTP_OUT_REFERENCE) {
-      memset(f, 0, (size_t)D * sizeof(real));
-      for (int64_t i = off[b]; i < off[b + 1]; i++)
-        for (int64_t j = 0; j < D; j++) f[j] += X[i * D + j] * P[i * D + j];
-      for (int64_t j = 0; j < D; j++) f[j] *= (real)D;
-      continue;
-    }
-    for (int64_t j = 0; j < D; j++) ld[j] = -INFINITY;
-    for (int64_t i = off[b]; i < off[b + 1]; i++)
-      for (int64_t j = 0; j < D; j++) ld[j] = LP[i * D + j] > ld[j] ? LP[i * D + j] : ld[j];
-    for (int64_t j = 0; j < D; j++) {
-      double num = 0, den = 0, mx = ld[j];
-      for (int64_t i = off[b]; i < off[b + 1]; i++) {
-        double w = exp((double)LP[i * D + j] - mx);
-        num += w * X[i * D + j];
-        den += w;
-      }
-      f[j] = (real)(num / den);
-      ld[j] = (real)(mx + log(den));
-    }
+    int64_t o = off[b], n = off[b + 1] - o;
+    if (c->output == RL_ROTP_OUT_REFERENCE)
+      pool_ref_forward(n, D, X + o * D, P + o * D, out->data + b * D);
+    else
+      pool_eq5_forward(n, D, X + o * D, LP + o * D, out->data + b * D, lden + b * D, pscr + b * D);
   }
   return rl_expect_finite(out->data, out->numel, "rotp: output (the solver produced a non-finite plan)");
 }
@@ -615,27 +681,14 @@ static int rotp_backward(rl_module *m, const rl_batch *in, const rl_tensor *grad
   if (rc) return rc;
   const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data, *gy = grad_out->data;
   const real *lden = r->w_den.data;
+  real *pscr = r->w_pscr.data;
+#pragma omp parallel for schedule(dynamic, 4)
   for (int64_t b = 0; b < B; b++) {
-    const real *g = gy + b * D, *ld = lden + b * D;
-    if (c->output == RL_ROTP_OUT_REFERENCE) {
-      /* f = D sum_n x P: dL/dlogP = D g x P, dL/dx = D g P */
-      for (int64_t i = off[b]; i < off[b + 1]; i++)
-        for (int64_t j = 0; j < D; j++) {
-          gP[i * D + j] = D * g[j] * X[i * D + j] * P[i * D + j];
-          gxo[i * D + j] = D * g[j] * P[i * D + j];
-        }
-      continue;
-    }
-    /* eq. 5 with a = softmax_n(logP): dL/dlogP_nd = g_d a_nd (x_nd - f_d), dL/dx_nd = g_d a_nd */
-    for (int64_t j = 0; j < D; j++) {
-      double f = 0;
-      for (int64_t i = off[b]; i < off[b + 1]; i++) f += exp((double)LP[i * D + j] - ld[j]) * X[i * D + j];
-      for (int64_t i = off[b]; i < off[b + 1]; i++) {
-        real a = (real)exp((double)LP[i * D + j] - ld[j]);
-        gP[i * D + j] = (real)(g[j] * a * (X[i * D + j] - f));
-        gxo[i * D + j] = g[j] * a;
-      }
-    }
+    int64_t o = off[b], n = off[b + 1] - o;
+    if (c->output == RL_ROTP_OUT_REFERENCE)
+      pool_ref_backward(n, D, X + o * D, P + o * D, gy + b * D, gP + o * D, gxo + o * D);
+    else
+      pool_eq5_backward(n, D, X + o * D, LP + o * D, gy + b * D, lden + b * D, gP + o * D, gxo + o * D, pscr + b * D);
   }
   return backward_from_plan(r, in, grad_in ? grad_in->data : NULL, gxo);
 }
@@ -669,7 +722,7 @@ static int rotp_out_cols(const rl_module *m, const rl_batch *in, int64_t *cols) 
 static void rotp_destroy(rl_module *m) {
   rotp_module *r = (rotp_module *)m;
   rl_free(r->steps);
-  rl_workspace *ws[] = {&r->w_off, &r->w_den, &r->w_plan, &r->w_lplan, &r->w_lq0,  &r->w_q0,   &r->w_lp0,  &r->w_p0,   &r->w_c1,   &r->w_s,
+  rl_workspace *ws[] = {&r->w_off, &r->w_den, &r->w_pscr, &r->w_plan, &r->w_lplan, &r->w_lq0,  &r->w_q0,   &r->w_lp0,  &r->w_p0,   &r->w_c1,   &r->w_s,
                         &r->w_toff, &r->w_trace, &r->w_work, &r->w_H,    &r->w_xsum, &r->w_out,  &r->w_gplan,
                         &r->w_gx,   &r->w_gxs,  &r->w_glp0, &r->w_glq0, &r->w_gp0,  &r->w_gq0,  &r->w_gc1,
                         &r->w_sdot, &r->w_gstep, &r->w_gc2, &r->w_c2off, &r->w_xpart};

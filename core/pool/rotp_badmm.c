@@ -42,7 +42,7 @@ static void log_softmax(int64_t n, const real *y, real *out) {
   for (int64_t i = 0; i < n; i++) m = y[i] > m ? y[i] : m;
   double acc = 0;
   for (int64_t i = 0; i < n; i++) acc += exp((double)(y[i] - m));
-  real l = m + (real)log(acc);
+  real l = m + rl_log(acc);
   for (int64_t i = 0; i < n; i++) out[i] = y[i] - l;
 }
 
@@ -74,7 +74,7 @@ RL_HOT static void t_step(int64_t n, int64_t d, const real *x, const real *z, co
       ti[j] = e;
       acc += e;
     }
-    real Ri = m + (real)log(acc), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]), rs = 0;
+    real Ri = m + rl_log(acc), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]), rs = 0;
 #pragma omp simd reduction(+ : rs)
     for (int64_t j = 0; j < d; j++) {
       lti[j] += sh;
@@ -119,7 +119,7 @@ RL_HOT static void s_step(int64_t n, int64_t d, int quad, const real *z_in, cons
     }
   }
   for (int64_t j = 0; j < d; j++) {
-    C[j] = cm[j] + (real)log(colsum[j]);
+    C[j] = cm[j] + rl_log(colsum[j]);
     colsum[j] = rl_exp(cm[j] - C[j] + lmu[j]); /* scale of column j */
     cm[j] = lmu[j] - C[j];                     /* shift of column j */
   }
@@ -142,7 +142,7 @@ RL_HOT static void s_step(int64_t n, int64_t d, int quad, const real *z_in, cons
   }
 }
 
-void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
+RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
@@ -187,7 +187,7 @@ void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
   memcpy(s->lplan, tr ? tr + (T - 1) * 2 * nd : LT, (size_t)nd * sizeof(real));
 }
 
-void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
+RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
@@ -219,12 +219,13 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     /* a) t = exp(lt); s' = Sn (cached); row / column sums */
     memset(colsum, 0, (size_t)d * sizeof(real));
     for (int64_t i = 0; i < n; i++) {
-      real rs = 0;
+      const real *l = lt + i * d, *sv = Sn + i * d;
+      real *tv = Tt + i * d, rs = 0;
+#pragma omp simd reduction(+ : rs)
       for (int64_t j = 0; j < d; j++) {
-        real tv = rl_exp(lt[i * d + j]);
-        Tt[i * d + j] = tv;
-        rs += tv;
-        colsum[j] += Sn[i * d + j];
+        tv[j] = rl_exp(l[j]);
+        rs += tv[j];
+        colsum[j] += sv[j];
       }
       rowsum[i] = rs;
     }
@@ -273,11 +274,12 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     /* c) steps 5, 8, 9 (matrix part) and step 4's total adjoint of ls' */
     memset(colG, 0, (size_t)d * sizeof(real));
     for (int64_t i = 0; i < n; i++) {
-      real *gt = Gt + i * d, *gz = Gz + i * d, *gl = Gls + i * d, *gs = Gs + i * d;
-      const real *tv = Tt + i * d, *sv = Sn + i * d;
-      real g2i = g2[i], acc = 0;
+      real *gt = Gt + i * d, *gz = Gz + i * d, *gl = Gls + i * d;
+      const real *gs = Gs + i * d, *tv = Tt + i * d, *sv = Sn + i * d;
+      real g2i = r * g2[i], acc = 0;
+#pragma omp simd reduction(+ : acc)
       for (int64_t j = 0; j < d; j++) {
-        gt[j] = r * gz[j] - r * g2i;
+        gt[j] = r * gz[j] - g2i;
         real gst = gs[j] - r * gz[j] - r * g1[j];
         acc += gz[j] * (tv[j] - sv[j]);
         gl[j] += gst * sv[j];
@@ -290,8 +292,12 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     for (int64_t i = 0; i < n; i++) g2[i] -= Yeta[i];
     /* d) G_Ys = Gls_tot - softmax_n(Ys) colG, softmax_n(Ys) = s' exp(-lmu_in) */
     for (int64_t j = 0; j < d; j++) Ymu[j] = rl_exp(-lmu[j]) * colG[j];
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < d; j++) G1[i * d + j] = Gls[i * d + j] - Sn[i * d + j] * Ymu[j];
+    for (int64_t i = 0; i < n; i++) {
+      const real *gl = Gls + i * d, *sv = Sn + i * d;
+      real *g1r = G1 + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - sv[j] * Ymu[j];
+    }
     /* e) step 3 */
     real c = quad ? 1 / r : 1 / (a1 + r);
     if (o->structure) {
@@ -301,23 +307,33 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     }
     double dz = 0, dy = 0;
     for (int64_t i = 0; i < n; i++) {
-      for (int64_t j = 0; j < d; j++) {
-        real gy = G1[i * d + j];
-        Gz[i * d + j] += c * gy;
-        /* Ys up to the column constant C - lmu: every column of G_Ys sums to 0, so the constant only adds
-        ** rounding (the rho gradient is a cancellation when rho is small) */
-        real Ys = lsn[i * d + j];
-        if (quad) {
-          Gt[i * d + j] -= a1 * c * gy;
-          dz += (double)gy * Tt[i * d + j];
-          dy += (double)gy * (Ys - lt[i * d + j]);
-          G1[i * d + j] = gy; /* Glt */
-        } else {
-          dz += (double)gy * Ys;
-          dy += (double)gy * (lt[i * d + j] - Ys);
-          G1[i * d + j] = r * c * gy;
+      real *gyr = G1 + i * d, *gz = Gz + i * d, *gt = Gt + i * d;
+      const real *tv = Tt + i * d, *l = lt + i * d, *ysr = lsn + i * d;
+      real az = 0, ay = 0;
+      /* Ys up to the column constant C - lmu: every column of G_Ys sums to 0, so the constant only adds rounding
+      ** (the rho and a1 gradients are cancellations when rho is small) */
+      if (quad) {
+#pragma omp simd reduction(+ : az, ay)
+        for (int64_t j = 0; j < d; j++) {
+          real gy = gyr[j];
+          gz[j] += c * gy;
+          gt[j] -= a1 * c * gy;
+          az += gy * tv[j];
+          ay += gy * (ysr[j] - l[j]);
+        }
+      } else {
+        real rc = r * c;
+#pragma omp simd reduction(+ : az, ay)
+        for (int64_t j = 0; j < d; j++) {
+          real gy = gyr[j];
+          gz[j] += c * gy;
+          az += gy * ysr[j];
+          ay += gy * (l[j] - ysr[j]);
+          gyr[j] = rc * gy; /* Glt */
         }
       }
+      dz += az;
+      dy += ay;
     }
     if (quad) {
       ga1 -= c * dz;
@@ -326,20 +342,33 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       ga1 -= c * dz;
       gr += c * dy;
     }
-    /* f) step 2: Glt_tot = Glt + Gt t; G_Yt = Glt_tot - t exp(-leta_in) rowG */
+    /* f) step 2: Glt_tot = Glt + Gt t (+ dL/dlogP at the last iteration); G_Yt = Glt_tot - t exp(-leta_in) rowG */
     for (int64_t i = 0; i < n; i++) {
+      real *g1r = G1 + i * d;
+      const real *gt = Gt + i * d, *tv = Tt + i * d, *ext = k == T - 1 ? g->glog + i * d : NULL;
       real rs = 0;
-      for (int64_t j = 0; j < d; j++) {
-        G1[i * d + j] += Gt[i * d + j] * Tt[i * d + j] + (k == T - 1 ? g->glog[i * d + j] : 0);
-        rs += G1[i * d + j];
+      if (ext) {
+#pragma omp simd reduction(+ : rs)
+        for (int64_t j = 0; j < d; j++) {
+          g1r[j] += gt[j] * tv[j] + ext[j];
+          rs += g1r[j];
+        }
+      } else {
+#pragma omp simd reduction(+ : rs)
+        for (int64_t j = 0; j < d; j++) {
+          g1r[j] += gt[j] * tv[j];
+          rs += g1r[j];
+        }
       }
       rowG[i] = rs;
       geta[i] += rs;
       real sc = rs * rl_exp(-leta[i]);
-      for (int64_t j = 0; j < d; j++) G1[i * d + j] -= Tt[i * d + j] * sc;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) g1r[j] -= tv[j] * sc;
     }
     /* g) step 1: s_in = exp(ls_in) (cached as the next s'), x, z, ls, s adjoints */
     real ir = 1 / r;
+#pragma omp simd
     for (int64_t i = 0; i < nd; i++) Si[i] = rl_exp(ls[i]);
     memset(Gs, 0, (size_t)nd * sizeof(real));
     if (o->structure) {
@@ -349,17 +378,22 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     }
     double dyt = 0, ds = 0;
     for (int64_t i = 0; i < n; i++) {
+      const real *gyr = G1 + i * d, *l = lt + i * d, *lsi = ls + i * d, *si = Si + i * d;
+      real *gx = g->gx + i * d, *gz = Gz + i * d, *gs = Gs + i * d, *gl = Gls + i * d;
+      real ay = 0, as = 0;
+      /* rows of G_Yt sum to 0: the row constant R - leta of Yt - ls is dropped */
+#pragma omp simd reduction(+ : ay, as)
       for (int64_t j = 0; j < d; j++) {
-        real gy = G1[i * d + j];
-        g->gx[i * d + j] += gy * ir;
-        Gz[i * d + j] -= gy * ir;
-        dyt += (double)gy * (lt[i * d + j] - ls[i * d + j]); /* rows of G_Yt sum to 0: R - leta dropped */
-        if (quad) {
-          Gs[i * d + j] -= a1 * ir * gy;
-          ds += (double)gy * Si[i * d + j];
-        }
-        Gls[i * d + j] = gy;
+        real gy = gyr[j];
+        gx[j] += gy * ir;
+        gz[j] -= gy * ir;
+        ay += gy * (l[j] - lsi[j]);
+        gs[j] -= quad ? a1 * ir * gy : 0;
+        as += gy * si[j];
+        gl[j] = gy;
       }
+      dyt += ay;
+      ds += as;
     }
     gr -= ir * dyt;
     if (quad) ga1 -= ir * ds;

@@ -59,7 +59,7 @@ static void lu_solve(int64_t d, real *A, real *b, real *piv) {
   }
 }
 
-void rotp_implicit_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
+RL_HOT void rotp_implicit_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, T = o->iters;
   const rotp_step *st = &o->steps[T - 1];
   real e = st->a1, ie = 1 / e, r2 = st->a2 / (st->a2 + e), r3 = st->a3 / (st->a3 + e);

@@ -69,7 +69,7 @@ RL_HOT void rotp_lse_rows(int64_t n, int64_t d, const real *Y, real *out) {
     real acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < d; j++) acc += rl_exp(y[j] - m);
-    out[i] = m + (real)log(acc);
+    out[i] = m + rl_log(acc);
   }
 }
 
@@ -88,7 +88,7 @@ RL_HOT void rotp_lse_cols(int64_t n, int64_t d, const real *Y, real *out, real *
 #pragma omp simd
     for (int64_t j = 0; j < d; j++) cs[j] += rl_exp(y[j] - cm[j]);
   }
-  for (int64_t j = 0; j < d; j++) out[j] = cm[j] + (real)log(cs[j]);
+  for (int64_t j = 0; j < d; j++) out[j] = cm[j] + rl_log(cs[j]);
 }
 
 RL_HOT static void exp_chunk(int64_t n, const real *x, real *y) {

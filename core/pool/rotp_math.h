@@ -51,6 +51,21 @@ static inline float rl_exp(float x) {
 }
 #endif
 
+/* log of a per-row / per-column sum (not per element): libm in the type of `real`. */
+#ifdef RL_DOUBLE
+static inline real rl_log(real x) { return log(x); }
+#else
+static inline real rl_log(real x) { return logf(x); }
+#endif
+
+/* 1 if every value is finite: x * 0 is NaN exactly for inf and NaN, and the sum vectorises. */
+RL_HOT static inline int rl_all_finite(int64_t n, const real *x) {
+  real acc = 0;
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; i++) acc += x[i] * 0;
+  return acc == 0;
+}
+
 /* PyTorch's softplus (beta 1, threshold 20) and its derivative. */
 static inline double rl_softplus(double r) { return r > 20 ? r : log1p(exp(r)); }
 static inline double rl_softplus_grad(double r) { return r > 20 ? 1 : 1 / (1 + exp(-r)); }

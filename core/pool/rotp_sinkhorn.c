@@ -62,7 +62,7 @@ RL_HOT static void step_fwd(int64_t n, int64_t d, const real *F, real ie, real r
     for (int64_t j = 0; j < d; j++) cs[j] += rl_exp(f[j] * ie + vi - cm[j]);
   }
   for (int64_t j = 0; j < d; j++) {
-    A[j] = cm[j] + (real)log(cs[j]);
+    A[j] = cm[j] + rl_log(cs[j]);
     u[j] = r2 * (lp0[j] - A[j]);
   }
   for (int64_t i = 0; i < n; i++) {
@@ -76,7 +76,7 @@ RL_HOT static void step_fwd(int64_t n, int64_t d, const real *F, real ie, real r
     real acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < d; j++) acc += rl_exp(f[j] * ie + u[j] - m);
-    B[i] = m + (real)log(acc);
+    B[i] = m + rl_log(acc);
     vout[i] = r3 * (lq0[i] - B[i]);
   }
 }
@@ -154,7 +154,7 @@ RL_HOT static void cstep_fwd(int64_t n, int64_t d, const real *F, real ie_y, rea
     real acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < d; j++) acc += rl_exp(f[j] * ie_y + uin[j] + vi - m);
-    Q[i] = m + (real)log(acc);
+    Q[i] = m + rl_log(acc);
   }
   for (int64_t i = 0; i < n; i++) {
     const real *f = F + i * d;
@@ -163,7 +163,7 @@ RL_HOT static void cstep_fwd(int64_t n, int64_t d, const real *F, real ie_y, rea
     for (int64_t j = 0; j < d; j++) cs[j] += rl_exp(f[j] * ie_y + uin[j] + vi - cm[j]);
   }
   for (int64_t j = 0; j < d; j++) {
-    P[j] = cm[j] + (real)log(cs[j]);
+    P[j] = cm[j] + rl_log(cs[j]);
     uout[j] = r2 * (uin[j] * ie + lp0[j] - P[j]);
   }
   for (int64_t i = 0; i < n; i++) vout[i] = r3 * (vin[i] * ie + lq0[i] - Q[i]);
@@ -353,7 +353,7 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
 /* ---------------------------------------------------------------- structured (a0 term), Algorithm 1 */
 
 /* Trace per outer step t: [P_t n d][F n d][inner vectors: inner blocks + the final (u, v) block]. */
-static void rot_forward(const rotp_opts *o, const rotp_set *s) {
+RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, K = o->inner, blk = 2 * (n + d);
   real *w = s->work, *cm = w, *cs = w + d, *vtmp = w + 2 * d; /* vtmp: 2 blocks */
   real *Lcur = w + 8 * (n + d), *M = Lcur + nd, *Pw = M + nd, *Fw = Pw + nd, *stw = Fw + nd;
@@ -373,7 +373,7 @@ static void rot_forward(const rotp_opts *o, const rotp_set *s) {
       for (int64_t i = 0; i < nd; i++) P[i] = rl_exp(Lcur[i]);
     rotp_struct_apply(s, P, M, stw);
     for (int64_t i = 0; i < nd; i++) {
-      real lg = o->compat ? (real)log(P[i] + eps) : tau * Lcur[i];
+      real lg = o->compat ? rl_log(P[i] + eps) : tau * Lcur[i];
       F[i] = s->x[i] + st->a0 * M[i] + lg;
     }
     /* inner scaling on F: blocks k = 0..K-1, block K = final (u, v) */
@@ -415,7 +415,7 @@ static void rot_forward(const rotp_opts *o, const rotp_set *s) {
     for (int64_t i = 0; i < nd; i++) s->plan[i] = rl_exp(Lcur[i]);
 }
 
-static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
+RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, K = o->inner, blk = 2 * (n + d);
   real *w = s->work, *gu = w, *gv = gu + d, *gu2 = gv + n, *gv2 = gu2 + d, *sc = gv2 + n;
   real *gL = w + 8 * (n + d), *gF = gL + nd, *gP = gF + nd, *stw = gP + 2 * nd;
