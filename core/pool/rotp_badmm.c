@@ -65,24 +65,18 @@ RL_HOT static void t_step(int64_t n, int64_t d, const real *x, const real *z, co
 #pragma omp simd
       for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j]) * ir + li[j];
     }
-#pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < d; j++) m = lti[j] > m ? lti[j] : m;
-    real acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < d; j++) {
-      real e = rl_exp(lti[j] - m);
-      ti[j] = e;
-      acc += e;
-    }
-    real Ri = m + rl_log(acc), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]), rs = 0;
-#pragma omp simd reduction(+ : rs)
+    m = rl_rowmax(d, lti, 1, NULL);
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) ti[j] = rl_exp(lti[j] - m);
+    real acc = rl_rowsum(d, ti);
+    real Ri = m + rl_log(acc), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]);
+#pragma omp simd
     for (int64_t j = 0; j < d; j++) {
       lti[j] += sh;
       ti[j] *= sc;
-      rs += ti[j];
     }
     R[i] = Ri;
-    rowsum[i] = rs;
+    rowsum[i] = sc * acc;
   }
 }
 
@@ -118,27 +112,21 @@ RL_HOT static void s_step(int64_t n, int64_t d, int quad, const real *z_in, cons
       colsum[j] += si[j];
     }
   }
+  /* ls' = Ys - C + lmu, s' = e * exp(m - C + lmu) per column, and colsum(s') = that scale times sum(e) */
   for (int64_t j = 0; j < d; j++) {
     C[j] = cm[j] + rl_log(colsum[j]);
-    colsum[j] = rl_exp(cm[j] - C[j] + lmu[j]); /* scale of column j */
-    cm[j] = lmu[j] - C[j];                     /* shift of column j */
+    cm[j] = rl_exp(cm[j] - C[j] + lmu[j]); /* scale of column j */
+    colsum[j] *= cm[j];
   }
-  real *sc = colsum;
   for (int64_t i = 0; i < n; i++) {
     real *yi = ls + i * d, *si = s + i * d, *zi = z + i * d;
     const real *ti = t + i * d, *z0 = z_in + i * d;
 #pragma omp simd
     for (int64_t j = 0; j < d; j++) {
-      yi[j] += cm[j];
-      si[j] *= sc[j];
+      yi[j] += lmu[j] - C[j];
+      si[j] *= cm[j];
       zi[j] = z0[j] + r * (ti[j] - si[j]);
     }
-  }
-  for (int64_t j = 0; j < d; j++) colsum[j] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    const real *si = s + i * d;
-#pragma omp simd
-    for (int64_t j = 0; j < d; j++) colsum[j] += si[j];
   }
 }
 

@@ -64,8 +64,7 @@ double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, rea
 RL_HOT void rotp_lse_rows(int64_t n, int64_t d, const real *Y, real *out) {
   for (int64_t i = 0; i < n; i++) {
     const real *y = Y + i * d;
-    real m = -INFINITY;
-    for (int64_t j = 0; j < d; j++) m = y[j] > m ? y[j] : m;
+    real m = rl_rowmax(d, y, 1, NULL);
     real acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < d; j++) acc += rl_exp(y[j] - m);

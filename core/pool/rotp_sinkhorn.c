@@ -67,12 +67,7 @@ RL_HOT static void step_fwd(int64_t n, int64_t d, const real *F, real ie, real r
   }
   for (int64_t i = 0; i < n; i++) {
     const real *f = F + i * d;
-    real m = -INFINITY;
-#pragma omp simd reduction(max : m)
-    for (int64_t j = 0; j < d; j++) {
-      real y = f[j] * ie + u[j];
-      m = y > m ? y : m;
-    }
+    real m = rl_rowmax(d, f, ie, u);
     real acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < d; j++) acc += rl_exp(f[j] * ie + u[j] - m);
@@ -144,13 +139,13 @@ RL_HOT static void cstep_fwd(int64_t n, int64_t d, const real *F, real ie_y, rea
   }
   for (int64_t i = 0; i < n; i++) {
     const real *f = F + i * d;
-    real vi = vin[i], m = -INFINITY;
-#pragma omp simd reduction(max : m)
+    real vi = vin[i];
+#pragma omp simd
     for (int64_t j = 0; j < d; j++) {
       real y = f[j] * ie_y + uin[j] + vi;
       cm[j] = y > cm[j] ? y : cm[j];
-      m = y > m ? y : m;
     }
+    real m = rl_rowmax(d, f, ie_y, uin) + vi;
     real acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < d; j++) acc += rl_exp(f[j] * ie_y + uin[j] + vi - m);
