@@ -175,7 +175,201 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
   memcpy(s->lplan, tr ? tr + (T - 1) * 2 * nd : LT, (size_t)nd * sizeof(real));
 }
 
+/* Reverse of one set without the structure term (a0 = 0), fused into two row passes per iteration: every step is
+** row-local except the column sums of step 4 (colG), which the first pass accumulates. The arithmetic is the same
+** as rotp_badmm_backward's general path (derivation there); the working set per pass is a few rows. */
+RL_HOT static void badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
+  int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
+  int quad = o->solver == RL_ROTP_BADMM_Q;
+  real *w = s->work;
+  real *Tt = w, *Sn = Tt + nd, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd, *Gs = Gls + nd, *LS0 = Gs + nd;
+  real *vx = w + 9 * nd + 2 * vb;
+  real *rowsum = vx, *colsum = rowsum + n, *colG = colsum + d, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n,
+       *g2 = g1 + d, *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *row = Ymu + d;
+  const real *tr = s->trace, *vtr = tr + T * 2 * nd;
+  if (!o->structure) {
+    badmm_backward_fused(o, s, g);
+    return;
+  }
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) LS0[i * d + j] = s->lq0[i] + s->lp0[j];
+  memset(Gz, 0, (size_t)nd * sizeof(real));
+  memset(Gls, 0, (size_t)nd * sizeof(real));
+  memset(Gs, 0, (size_t)nd * sizeof(real));
+  memset(gmu, 0, (size_t)d * sizeof(real));
+  memset(geta, 0, (size_t)n * sizeof(real));
+  memset(g1, 0, (size_t)d * sizeof(real));
+  memset(g2, 0, (size_t)n * sizeof(real));
+  {
+    const real *l = tr + (T - 1) * 2 * nd + nd;
+#pragma omp simd
+    for (int64_t i = 0; i < nd; i++) Sn[i] = rl_exp(l[i]);
+  }
+  int has_gs = 0; /* Gs is nonzero only after a BADMM-Q iteration */
+  for (int64_t k = T - 1; k >= 0; k--) {
+    const rotp_step *st = &o->steps[k];
+    real r = st->rho, a1 = st->a1, a2 = st->a2, a3 = st->a3;
+    const real *vc = vtr + k * vb, *vn = vtr + (k + 1) * vb;
+    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
+    const real *lmu2 = vn, *leta2 = lmu2 + d;
+    const real *lt = tr + k * 2 * nd, *lsn = lt + nd, *ls = k ? tr + (k - 1) * 2 * nd + nd : LS0;
+    double gr = 0, ga1 = 0, ga2 = 0, ga3 = 0;
+    /* steps 9, 8 (vector part) and 7, 6 */
+    {
+      double sum = 0;
+      for (int64_t i = 0; i < n; i++) {
+        geta[i] += r * g2[i] * rl_exp(leta2[i]);
+        sum += geta[i];
+      }
+      real c = 1 / (r + a3);
+      for (int64_t i = 0; i < n; i++) {
+        real Y = (r * leta[i] + a3 * s->lq0[i] - z2[i]) * c;
+        real gy = geta[i] - rl_exp(leta2[i]) * (real)sum;
+        gr += (double)gy * (leta[i] - Y) * c;
+        ga3 += (double)gy * (s->lq0[i] - Y) * c;
+        g->glq0[i] += a3 * c * gy;
+        geta[i] = r * c * gy;
+        cgeta[i] = gy * c;
+      }
+    }
+    {
+      double sum = 0;
+      for (int64_t j = 0; j < d; j++) {
+        gmu[j] += r * g1[j] * rl_exp(lmu2[j]);
+        sum += gmu[j];
+      }
+      real c = 1 / (r + a2);
+      for (int64_t j = 0; j < d; j++) {
+        real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
+        real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
+        gr += (double)gy * (lmu[j] - Y) * c;
+        ga2 += (double)gy * (s->lp0[j] - Y) * c;
+        g->glp0[j] += a2 * c * gy;
+        gmu[j] = r * c * gy;
+        cgmu[j] = gy * c;
+      }
+    }
+    /* pass 1: t = exp(lt), row/column sums, steps 5, 8, 9 (matrix part), dL/dls' total and its column sums */
+    memset(colsum, 0, (size_t)d * sizeof(real));
+    memset(colG, 0, (size_t)d * sizeof(real));
+    double gz_dot = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const real *l = lt + i * d, *sv = Sn + i * d, *gs = Gs + i * d, *gz = Gz + i * d;
+      real *tv = Tt + i * d, *gl = Gls + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) {
+        tv[j] = rl_exp(l[j]);
+        colsum[j] += sv[j];
+        real gst = (has_gs ? gs[j] : 0) - r * gz[j] - r * g1[j];
+        gl[j] += gst * sv[j];
+        colG[j] += gl[j];
+        row[j] = gz[j] * (tv[j] - sv[j]);
+      }
+      rowsum[i] = rl_rowsum(d, tv);
+      gz_dot += rl_rowsum(d, row);
+    }
+    gr += gz_dot;
+    for (int64_t j = 0; j < d; j++) gr += (double)g1[j] * (rl_exp(lmu2[j]) - colsum[j]);
+    for (int64_t i = 0; i < n; i++) gr += (double)g2[i] * (rl_exp(leta2[i]) - rowsum[i]);
+    for (int64_t j = 0; j < d; j++) {
+      gmu[j] += colG[j];
+      Ymu[j] = rl_exp(-lmu[j]) * colG[j];
+    }
+    /* pass 2: steps 4 (G_Ys), 3, 2 (G_Yt) and 1, row by row */
+    real c = quad ? 1 / r : 1 / (a1 + r), ir = 1 / r, rc = r * c;
+    double dz = 0, dy = 0, dyt = 0, ds = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const real *sv = Sn + i * d, *tv = Tt + i * d, *l = lt + i * d, *ysr = lsn + i * d, *lsi = ls + i * d;
+      const real *ext = k == T - 1 ? g->glog + i * d : NULL;
+      real *gz = Gz + i * d, *gl = Gls + i * d, *si = Si + i * d, *gx = g->gx + i * d, *gs = Gs + i * d;
+      real g2i = r * g2[i];
+      /* G_Ys (into row), Gz, and Glt_tot (into gl); Ys is taken up to its column constant (columns of G_Ys sum
+      ** to 0), so the rho / a1 sums stay accurate when rho is small */
+      if (quad) {
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) {
+          real gy = gl[j] - sv[j] * Ymu[j];
+          real gt = r * gz[j] - g2i - a1 * c * gy;
+          gz[j] += c * gy;
+          row[j] = gy;
+          gl[j] = gy + gt * tv[j] + (ext ? ext[j] : 0);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) {
+          real gy = gl[j] - sv[j] * Ymu[j];
+          real gt = r * gz[j] - g2i;
+          gz[j] += c * gy;
+          row[j] = gy;
+          gl[j] = rc * gy + gt * tv[j] + (ext ? ext[j] : 0);
+        }
+      }
+      /* dot products of G_Ys for dL/da1 and dL/drho (row holds G_Ys) */
+      real az = 0, ay = 0;
+      if (quad) {
+#pragma omp simd reduction(+ : az, ay)
+        for (int64_t j = 0; j < d; j++) {
+          az += row[j] * tv[j];
+          ay += row[j] * (ysr[j] - l[j]);
+        }
+      } else {
+#pragma omp simd reduction(+ : az, ay)
+        for (int64_t j = 0; j < d; j++) {
+          az += row[j] * ysr[j];
+          ay += row[j] * (l[j] - ysr[j]);
+        }
+      }
+      dz += az;
+      dy += ay;
+      real rG = rl_rowsum(d, gl);
+      geta[i] += rG;
+      real sc = rG * rl_exp(-leta[i]);
+      real a_yt = 0, a_s = 0;
+#pragma omp simd reduction(+ : a_yt, a_s)
+      for (int64_t j = 0; j < d; j++) {
+        real gy = gl[j] - tv[j] * sc; /* G_Yt */
+        si[j] = rl_exp(lsi[j]);
+        gx[j] += gy * ir;
+        gz[j] -= gy * ir;
+        a_yt += gy * (l[j] - lsi[j]); /* rows of G_Yt sum to 0: R - leta dropped */
+        a_s += gy * si[j];
+        gs[j] = quad ? -a1 * ir * gy : 0;
+        gl[j] = gy;
+      }
+      dyt += a_yt;
+      ds += a_s;
+    }
+    has_gs = quad;
+    ga1 -= c * dz;
+    gr += quad ? -c * dy : c * dy;
+    gr -= ir * dyt;
+    if (quad) ga1 -= ir * ds;
+    for (int64_t j = 0; j < d; j++) g1[j] -= cgmu[j];
+    for (int64_t i = 0; i < n; i++) g2[i] -= cgeta[i];
+    double *gsr = g->gstep + k * RL_ROTP_NALPHA;
+    gsr[ROTP_G_A1] += ga1;
+    gsr[ROTP_G_A2] += ga2;
+    gsr[ROTP_G_A3] += ga3;
+    gsr[ROTP_G_RHO] += gr;
+    real *sw = Sn;
+    Sn = Si;
+    Si = sw;
+  }
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      real gl = Gls[i * d + j] + (has_gs ? Gs[i * d + j] * Sn[i * d + j] : 0);
+      g->glq0[i] += gl;
+      g->glp0[j] += gl;
+    }
+  for (int64_t j = 0; j < d; j++) g->glp0[j] += gmu[j];
+  for (int64_t i = 0; i < n; i++) g->glq0[i] += geta[i];
+}
+
 RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
+  if (!o->structure) {
+    badmm_backward_fused(o, s, g);
+    return;
+  }
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
