@@ -130,7 +130,138 @@ RL_HOT static void s_step(int64_t n, int64_t d, int quad, const real *z_in, cons
   }
 }
 
+/* Forward of one set without the structure term (a0 = 0), fused so that each iteration makes two passes over the
+** set: a row pass [steps 4-5 of iteration k-1 (finishing ls', s', z), steps 1-2 of k, step 3 of k with its column
+** maxima] and a column-sum exp pass [step 4's log-sum-exp]; the vector steps 6-9 run in between. Same arithmetic
+** as the general path below. */
+RL_HOT static void badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
+  int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
+  int quad = o->solver == RL_ROTP_BADMM_Q;
+  real *w = s->work;
+  real *S = w, *Z = S + nd, *Tt = Z + nd, *LS = Tt + nd, *LT = LS + nd;
+  real *vec = w + 9 * nd;
+  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = vx + n, *cm = colsum + d, *Ymu = cm + d, *Yeta = Ymu + d,
+       *scale = Yeta + n;
+  real *tr = s->trace;
+  for (int64_t i = 0; i < n; i++) {
+    real *lsi = LS + i * d, *si = S + i * d, q = s->lq0[i];
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      lsi[j] = q + s->lp0[j];
+      si[j] = rl_exp(lsi[j]);
+    }
+  }
+  memset(Z, 0, (size_t)nd * sizeof(real));
+  real *v0 = tr ? tr + T * 2 * nd : vec;
+  memcpy(v0, s->lp0, (size_t)d * sizeof(real));
+  memcpy(v0 + d, s->lq0, (size_t)n * sizeof(real));
+  memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
+  for (int64_t k = 0; k <= T; k++) {
+    /* iteration k's pointers (k = T: only the finishing part of iteration T-1 runs, when recording) */
+    int last = k == T;
+    if (last && !tr) break;
+    const rotp_step *st = &o->steps[last ? T - 1 : k];
+    real r = st->rho, a1 = st->a1, ir = 1 / r, c = quad ? 1 / r : 1 / (a1 + r);
+    real *vc = tr ? tr + T * 2 * nd + k * vb : vec + (k & 1) * vb;
+    real *leta = vc + d, *R = vc + d + n + d + n, *lmu = vc;
+    real *lt = tr ? (last ? NULL : tr + k * 2 * nd) : LT;
+    real *lsn = tr ? (last ? NULL : tr + k * 2 * nd + nd) : LS;
+    const real *ls = tr ? (k ? tr + (k - 1) * 2 * nd + nd : LS) : LS;
+    /* the previous iteration's step 4 needs its lmu, C and scale; its step 5 its rho */
+    real rp = k ? o->steps[k - 1].rho : 0;
+    real *pv = k ? (tr ? tr + T * 2 * nd + (k - 1) * vb : vec + ((k - 1) & 1) * vb) : NULL;
+    real *plmu = pv, *pC = pv ? pv + d + n + d + n + n : NULL;
+    real *pls = k ? (tr ? tr + (k - 1) * 2 * nd + nd : LS) : NULL;
+    for (int64_t j = 0; j < d; j++) cm[j] = -INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+      const real *xi = s->x + i * d;
+      real *zi = Z + i * d, *si = S + i * d, *ti = Tt + i * d;
+      if (k) { /* steps 4-5 of iteration k-1: ls' = Ys - C + lmu, s' = e * scale, z += r (t - s') */
+        real *py = pls + i * d;
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) {
+          py[j] += plmu[j] - pC[j];
+          si[j] *= scale[j];
+          zi[j] += rp * (ti[j] - si[j]);
+        }
+      }
+      if (last) continue;
+      /* steps 1-2 of iteration k */
+      const real *li = ls + i * d;
+      real *lti = lt + i * d, *ysi = lsn + i * d;
+      if (quad) {
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j] - a1 * si[j]) * ir + li[j];
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j]) * ir + li[j];
+      }
+      real m = rl_rowmax(d, lti, 1, NULL);
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) ti[j] = rl_exp(lti[j] - m);
+      real acc = rl_rowsum(d, ti);
+      real Ri = m + rl_log(acc), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]);
+      R[i] = Ri;
+      rowsum[i] = sc * acc;
+      /* step 3 of iteration k (Ys into the ls' slot) and its column maxima */
+      if (quad) {
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) {
+          lti[j] += sh;
+          ti[j] *= sc;
+          real y = (zi[j] - a1 * ti[j]) * c + lti[j];
+          ysi[j] = y;
+          cm[j] = y > cm[j] ? y : cm[j];
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) {
+          lti[j] += sh;
+          ti[j] *= sc;
+          real y = (zi[j] + r * lti[j]) * c;
+          ysi[j] = y;
+          cm[j] = y > cm[j] ? y : cm[j];
+        }
+      }
+    }
+    if (last) break;
+    /* step 4's column log-sum-exp: e = exp(Ys - max) into S */
+    memset(colsum, 0, (size_t)d * sizeof(real));
+    for (int64_t i = 0; i < n; i++) {
+      const real *ysi = lsn + i * d;
+      real *si = S + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) {
+        si[j] = rl_exp(ysi[j] - cm[j]);
+        colsum[j] += si[j];
+      }
+    }
+    real *C = vc + d + n + d + n + n;
+    for (int64_t j = 0; j < d; j++) {
+      C[j] = cm[j] + rl_log(colsum[j]);
+      scale[j] = rl_exp(cm[j] - C[j] + lmu[j]);
+      colsum[j] *= scale[j]; /* colsum(s') */
+    }
+    /* steps 6-9 */
+    real *vn = tr ? tr + T * 2 * nd + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
+    real *z1 = leta + n, *z2 = z1 + d, *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
+    real a2 = st->a2, a3 = st->a3;
+    for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
+    log_softmax(d, Ymu, lmu2);
+    for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
+    log_softmax(n, Yeta, leta2);
+    for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
+    for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
+  }
+  memcpy(s->plan, Tt, (size_t)nd * sizeof(real));
+  memcpy(s->lplan, tr ? tr + (T - 1) * 2 * nd : LT, (size_t)nd * sizeof(real));
+}
+
 RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
+  if (!o->structure) {
+    badmm_forward_fused(o, s);
+    return;
+  }
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
@@ -141,11 +272,14 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
   real *tr = s->trace;
   /* initial state */
   real *ls = tr ? LS : LS; /* ls_0 lives in LS */
-  for (int64_t i = 0; i < n; i++)
+  for (int64_t i = 0; i < n; i++) {
+    real *lsi = LS + i * d, *si = S + i * d, q = s->lq0[i];
+#pragma omp simd
     for (int64_t j = 0; j < d; j++) {
-      LS[i * d + j] = s->lq0[i] + s->lp0[j];
-      S[i * d + j] = rl_exp(LS[i * d + j]);
+      lsi[j] = q + s->lp0[j];
+      si[j] = rl_exp(lsi[j]);
     }
+  }
   memset(Z, 0, (size_t)nd * sizeof(real));
   real *v0 = tr ? tr + T * 2 * nd : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
@@ -191,8 +325,11 @@ RL_HOT static void badmm_backward_fused(const rotp_opts *o, const rotp_set *s, r
     badmm_backward_fused(o, s, g);
     return;
   }
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) LS0[i * d + j] = s->lq0[i] + s->lp0[j];
+  for (int64_t i = 0; i < n; i++) {
+    real *l0 = LS0 + i * d, q = s->lq0[i];
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) l0[j] = q + s->lp0[j];
+  }
   memset(Gz, 0, (size_t)nd * sizeof(real));
   memset(Gls, 0, (size_t)nd * sizeof(real));
   memset(Gs, 0, (size_t)nd * sizeof(real));
@@ -380,8 +517,11 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
        *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *gY = Yeta + n;
   real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
   const real *tr = s->trace, *vtr = tr + T * 2 * nd;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) LS0[i * d + j] = s->lq0[i] + s->lp0[j];
+  for (int64_t i = 0; i < n; i++) {
+    real *l0 = LS0 + i * d, q = s->lq0[i];
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) l0[j] = q + s->lp0[j];
+  }
   memset(Gz, 0, (size_t)nd * sizeof(real));
   memset(Gls, 0, (size_t)nd * sizeof(real));
   memset(Gs, 0, (size_t)nd * sizeof(real));
