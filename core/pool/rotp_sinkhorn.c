@@ -308,8 +308,6 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   double g_ie_last = 0;
   real ie_last = 1 / o->steps[T - 1].a1;
   lin_bwd(n, d, s->x, ie_last, g->glog, NULL, g->gx, &g_ie_last, gu, gv);
-  double *gie = (double *)NULL;
-  (void)gie;
   /* per-step dL/d(1/e), dL/dr2, dL/dr3 accumulate in gstep through step_param_grads at the end of each step;
   ** the compat y of step k uses 1/e_{k-1}, whose gradient is folded into step k-1 (or 0) */
   double carry_ie = g_ie_last; /* dL/d(1/e_k) pending for the current k */

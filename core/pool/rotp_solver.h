@@ -70,6 +70,12 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g);
 /* Forward without a trace, returning the final scalings u (d) and v (n) (default update, no structure). */
 void rotp_sinkhorn_fixed_point(const rotp_opts *o, const rotp_set *s, real *u, real *v);
 
+/* rotp_badmm.c helpers shared with rotp_badmm_fused.c (the a0 = 0 paths) */
+int64_t rotp_badmm_vblk(int64_t n, int64_t d);
+void rotp_log_softmax(int64_t n, const real *y, real *out);
+void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s);
+void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rotp_grads *g);
+
 /* Implicit differentiation (Sinkhorn, no structure, default update): trace = the fixed point's (u, v). */
 size_t rotp_implicit_trace_size(int64_t n, int64_t d);
 size_t rotp_implicit_work_size(int64_t n, int64_t d);
