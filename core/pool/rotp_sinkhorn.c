@@ -32,7 +32,10 @@ size_t rotp_sinkhorn_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
 
 size_t rotp_sinkhorn_work_size(const rotp_opts *o, int64_t n, int64_t d) {
   size_t w = (size_t)(8 * (n + d));
-  if (o->structure) w += (size_t)(4 * n * d) + rotp_struct_work_size(n, d, o->debug);
+  if (o->structure)
+    w += (size_t)(4 * n * d) + rotp_struct_work_size(n, d, o->debug);
+  else
+    w += (size_t)(n * d); /* the kernel K of the default update */
   return w;
 }
 
@@ -126,6 +129,132 @@ RL_HOT static void step_bwd(int64_t n, int64_t d, const real *F, real ie, real r
   *gr2 += g2;
   *gr3 += g3;
 }
+
+
+/* ---------------------------------------------------------------- one default step in kernel form */
+
+/* When the range of F/e over the set is below ROTP_KERNEL_RANGE, K = exp(F/e - max F/e) lies in (e^-R, 1] and
+** lse_n(F/e + v)_d = mK + vmax + log sum_n K_nd exp(v_n - vmax): every column (and row) sum keeps a term >= e^-R
+** (the one at the largest v), so terms that underflow are negligible. The step then costs one exp pass for K (none
+** while e is unchanged) and two matrix-vector products, and its reverse uses S1 = K exp(v) / colsum,
+** S2 = K exp(u) / rowsum without exps. Scaled exponentials below e^-45 are dropped (negligible next to e^-R, and
+** they would create denormals). */
+#ifdef RL_DOUBLE
+#define ROTP_KERNEL_RANGE 300.0
+#else
+#define ROTP_KERNEL_RANGE 40.0
+#endif
+#define ROTP_KERNEL_DROP (-45.0)
+
+/* K = exp(F ie - mK), mK = max(F) ie (ie > 0) */
+RL_HOT static void kernel_fill(int64_t n, int64_t d, const real *F, real ie, real fmax, real *K, real *mK) {
+  real m = fmax * ie;
+  for (int64_t i = 0; i < n * d; i += d) {
+    const real *f = F + i;
+    real *k = K + i;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) k[j] = rl_exp(f[j] * ie - m);
+  }
+  *mK = m;
+}
+
+/* e_j = exp(v_j - max v), 0 below ROTP_KERNEL_DROP; returns max v */
+static inline real scaled_exp(int64_t n, const real *v, real *e) {
+  real m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+  for (int64_t i = 0; i < n; i++) e[i] = v[i] - m < (real)ROTP_KERNEL_DROP ? 0 : rl_exp(v[i] - m);
+  return m;
+}
+
+/* The default step of step_fwd from K: same outputs. ev (n), eu (d), cs (d) scratch. */
+RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *K, real mK, real r2, real r3, const real *lp0,
+                             const real *lq0, const real *vin, real *A, real *u, real *B, real *vout, real *ev, real *eu,
+                             real *cs) {
+  real vmax = scaled_exp(n, vin, ev);
+  for (int64_t j = 0; j < d; j++) cs[j] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const real *k = K + i * d;
+    real e = ev[i];
+    if (e == 0) continue;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) cs[j] += k[j] * e;
+  }
+  for (int64_t j = 0; j < d; j++) {
+    A[j] = mK + vmax + rl_log(cs[j]);
+    u[j] = r2 * (lp0[j] - A[j]);
+  }
+  real umax = scaled_exp(d, u, eu);
+  for (int64_t i = 0; i < n; i++) {
+    const real *k = K + i * d;
+    real acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < d; j++) acc += k[j] * eu[j];
+    B[i] = mK + umax + rl_log(acc);
+    vout[i] = r3 * (lq0[i] - B[i]);
+  }
+}
+
+/* Reverse of kstep_fwd (the same contract as step_bwd). ev (n), eu (d), f1 (d) scratch. */
+RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K, real mK, real ie, real r2, real r3,
+                             const real *lp0, const real *lq0, const real *vin, const real *A, const real *u,
+                             const real *B, real *gu, const real *gv, real *gvin, real *gF, double *g_ie, double *gr2,
+                             double *gr3, real *glp0, real *glq0, real *ev, real *eu, real *f1) {
+  double gie = 0, g2 = 0, g3 = 0;
+  real umax = scaled_exp(d, u, eu), vmax = scaled_exp(n, vin, ev);
+  /* v = r3 (lq0 - B): dZ2 = dB_n S2, S2 = K eu exp(mK + umax - B_n) */
+  for (int64_t i = 0; i < n; i++) {
+    g3 += (double)gv[i] * (lq0[i] - B[i]);
+    glq0[i] += r3 * gv[i];
+    real f2 = -r3 * gv[i] * rl_exp(mK + umax - B[i]);
+    if (f2 == 0) continue;
+    const real *f = F + i * d, *k = K + i * d;
+    real *gf = gF + i * d, acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < d; j++) {
+      real w = f2 * k[j] * eu[j];
+      gf[j] += ie * w;
+      acc += w * f[j];
+      gu[j] += w;
+    }
+    gie += acc;
+  }
+  /* u = r2 (lp0 - A): dZ1 = dA_d S1, S1 = K ev exp(mK + vmax - A_d) */
+  for (int64_t j = 0; j < d; j++) {
+    g2 += (double)gu[j] * (lp0[j] - A[j]);
+    glp0[j] += r2 * gu[j];
+    f1[j] = -r2 * gu[j] * rl_exp(mK + vmax - A[j]);
+  }
+  for (int64_t i = 0; i < n; i++) {
+    real e = ev[i];
+    if (e == 0) {
+      gvin[i] = 0;
+      continue;
+    }
+    const real *f = F + i * d, *k = K + i * d;
+    real *gf = gF + i * d, acc = 0, rs = 0;
+#pragma omp simd reduction(+ : acc, rs)
+    for (int64_t j = 0; j < d; j++) {
+      real w = f1[j] * k[j] * e;
+      gf[j] += ie * w;
+      acc += w * f[j];
+      rs += w;
+    }
+    gie += acc;
+    gvin[i] = rs;
+  }
+  *g_ie += gie;
+  *gr2 += g2;
+  *gr3 += g3;
+}
+
+/* max and min of a block */
+RL_HOT static void block_range(int64_t m, const real *F, real *fmax, real *fmin) {
+  *fmax = rl_rowmax(m, F, 1, NULL);
+  *fmin = -rl_rowmax(m, F, -1, NULL);
+}
+
+/* Whether a step with scale ie runs in kernel form for a block of range [fmin, fmax]. */
+static int kernel_ok(real fmax, real fmin, real ie) { return (fmax - fmin) * ie < (real)ROTP_KERNEL_RANGE; }
 
 /* ---------------------------------------------------------------- one compat (reference) step */
 
@@ -277,6 +406,8 @@ static void uot_forward(const rotp_opts *o, const rotp_set *s) {
   real *w = s->work, *cm = w, *cs = w + d, *tmp = w + 2 * d; /* tmp: one trace block when not recording */
   real *tr = s->trace;
   real e_prev = o->steps[0].a1;
+  real *K = w + 8 * (n + d), *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, kie = -1, xmax = 0, xmin = 0;
+  if (!o->compat) block_range(n * d, s->x, &xmax, &xmin);
   for (int64_t k = 0; k < T; k++) {
     const rotp_step *st = &o->steps[k];
     real e = st->a1, ie = 1 / e, r2 = ratio(st->a2, e), r3 = ratio(st->a3, e);
@@ -284,7 +415,13 @@ static void uot_forward(const rotp_opts *o, const rotp_set *s) {
     if (k == 0) memset(cur, 0, (size_t)blk * sizeof(real));
     if (!o->compat) {
       real *vin = cur, *A = vin + n, *u = A + d, *B = u + d, *vout = next;
-      step_fwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, cm, cs);
+      if (kernel_ok(xmax, xmin, ie)) {
+        if (ie != kie) kernel_fill(n, d, s->x, ie, xmax, K, &mK);
+        kie = ie;
+        kstep_fwd(n, d, K, mK, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, ev, eu, cs);
+      } else {
+        step_fwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, cm, cs);
+      }
       memcpy(next + n + d, u, (size_t)d * sizeof(real)); /* the next block's "u" slot holds the latest u */
     } else {
       real *uin = cur, *vin = uin + d, *P = vin + n, *Q = P + d, *uout = next, *vout = next + d;
@@ -305,6 +442,8 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, T = o->iters, blk = 2 * (n + d);
   real *w = s->work, *gu = w, *gv = gu + d, *gu2 = gv + n, *gv2 = gu2 + d, *sc = gv2 + n;
   const real *tr = s->trace;
+  real *K = w + 8 * (n + d), *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, kie = -1, xmax = 0, xmin = 0;
+  if (!o->compat) block_range(n * d, s->x, &xmax, &xmin);
   double g_ie_last = 0;
   real ie_last = 1 / o->steps[T - 1].a1;
   lin_bwd(n, d, s->x, ie_last, g->glog, NULL, g->gx, &g_ie_last, gu, gv);
@@ -320,8 +459,15 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       const real *vin = cur, *A = vin + n, *u = A + d, *B = u + d;
       if (k < T - 1)
         for (int64_t j = 0; j < d; j++) gu[j] = 0; /* u_k is not used after step k */
-      step_bwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3, g->glp0,
-               g->glq0);
+      if (kernel_ok(xmax, xmin, ie)) {
+        if (ie != kie) kernel_fill(n, d, s->x, ie, xmax, K, &mK);
+        kie = ie;
+        kstep_bwd(n, d, s->x, K, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
+                  g->glp0, g->glq0, ev, eu, sc);
+      } else {
+        step_bwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
+                 g->glp0, g->glq0);
+      }
       memcpy(gv, gv2, (size_t)n * sizeof(real));
       carry_ie = 0;
     } else {
