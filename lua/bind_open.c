@@ -15,5 +15,6 @@ int luaopen_rotlab_core(lua_State *L) {
   rlb_open_data(L);
   rlb_open_db(L);
   rlb_open_proc(L);
+  rlb_open_rotp(L);
   return 1;
 }

@@ -1,0 +1,422 @@
+/*
+** rotp_badmm.c -- ROTP-B-E / ROTP-B-Q: Bregman ADMM (Algorithm 2) for one set, forward and exact reverse mode.
+**
+** Iteration k with r = rho_k, ai = ai_k (golden README 1.2; P is N x D, lse_d over a row, lse_n over a column):
+**   1  Yt  = (x - z + a0 M(s) - [Q] a1 s) / r + ls
+**   2  lt  = Yt - lse_d(Yt) + leta,                 t = exp(lt)
+**   3  Ys  = E: (z + a0 M(t) + r lt) / (a1 + r)     Q: (z + a0 M(t) - a1 t) / r + lt
+**   4  ls' = Ys - lse_n(Ys) + lmu,                  s' = exp(ls')
+**   5  z'  = z + r (t - s')
+**   6  lmu'  = logsoftmax((r lmu + a2 lp0 - z1) / (r + a2))
+**   7  leta' = logsoftmax((r leta + a3 lq0 - z2) / (r + a3))
+**   8  z1' = z1 + r (exp(lmu') - colsum(s'))        9  z2' = z2 + r (exp(leta') - rowsum(t))
+** from ls = lt = lq0 + lp0, lmu = lp0, leta = lq0, z = z1 = z2 = 0; the plan is t of the last iteration.
+** M(.) is the structure term (absent when a0 = 0). The softmax of steps 2 and 4 reuses the exps of the
+** log-sum-exp, so a forward iteration costs two exp passes over the set.
+**
+** Trace per iteration: lt_k and ls'_k (N x D each, log domain) and the vectors lmu, leta, z1, z2 entering it with
+** its two log-sum-exps; the backward recomputes t and s' from them (two exp passes per iteration) and never
+** needs z: every quantity it uses is a function of (lt, ls', the vectors).
+*/
+#include <math.h>
+#include <string.h>
+
+#include "rotp_math.h"
+#include "rotp_solver.h"
+
+/* vector block per iteration: [lmu d][leta n][z1 d][z2 n][R n][C d] */
+int64_t rotp_badmm_vblk(int64_t n, int64_t d) { return 3 * (n + d); }
+#define vblk rotp_badmm_vblk
+
+size_t rotp_badmm_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
+  return (size_t)(o->iters * 2 * n * d + (o->iters + 1) * vblk(n, d));
+}
+
+size_t rotp_badmm_work_size(const rotp_opts *o, int64_t n, int64_t d) {
+  return (size_t)(9 * n * d + 2 * vblk(n, d) + 16 * (n + d)) +
+         (o->structure ? rotp_struct_work_size(n, d, o->debug) : 0);
+}
+
+/* log-softmax of a vector (in place into out) */
+void rotp_log_softmax(int64_t n, const real *y, real *out) {
+  real m = -INFINITY;
+  for (int64_t i = 0; i < n; i++) m = y[i] > m ? y[i] : m;
+  double acc = 0;
+  for (int64_t i = 0; i < n; i++) acc += exp((double)(y[i] - m));
+  real l = m + rl_log(acc);
+  for (int64_t i = 0; i < n; i++) out[i] = y[i] - l;
+}
+
+/* Steps 1-2 over rows: Y = (x - z + a0 Ms - q1 S)/r + ls (Ms, S may be NULL), R = lse_d(Y), lt = Y - R + leta,
+** t = exp(lt), rowsum(t). */
+RL_HOT static void t_step(int64_t n, int64_t d, const real *x, const real *z, const real *Ms, real a0, const real *S,
+                          real q1, real r, const real *ls, const real *leta, real *R, real *lt, real *t,
+                          real *rowsum) {
+  real ir = 1 / r;
+  for (int64_t i = 0; i < n; i++) {
+    const real *xi = x + i * d, *zi = z + i * d, *li = ls + i * d;
+    real *lti = lt + i * d, *ti = t + i * d, m = -INFINITY;
+    if (Ms || S) {
+      const real *mi = Ms ? Ms + i * d : NULL, *si = S ? S + i * d : NULL;
+      for (int64_t j = 0; j < d; j++) {
+        real y = xi[j] - zi[j] + (mi ? a0 * mi[j] : 0) - (si ? q1 * si[j] : 0);
+        lti[j] = y * ir + li[j];
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j]) * ir + li[j];
+    }
+    m = rl_rowmax(d, lti, 1, NULL);
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) ti[j] = rl_exp(lti[j] - m);
+    real acc = rl_rowsum(d, ti);
+    real Ri = m + rl_log(acc), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]);
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      lti[j] += sh;
+      ti[j] *= sc;
+    }
+    R[i] = Ri;
+    rowsum[i] = sc * acc;
+  }
+}
+
+/* Steps 3-5 over columns: Ys into ls (n x d), C = lse_n(Ys), ls = Ys - C + lmu, s = exp(ls), z += r (t - s),
+** colsum(s). cm: d scratch. */
+RL_HOT static void s_step(int64_t n, int64_t d, int quad, const real *z_in, const real *Mt, real a0, real a1, real r,
+                          const real *lt, const real *t, const real *lmu, real *z, real *ls, real *s, real *C,
+                          real *colsum, real *cm) {
+  real c = quad ? 1 / r : 1 / (a1 + r);
+  for (int64_t j = 0; j < d; j++) {
+    cm[j] = -INFINITY;
+    colsum[j] = 0;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const real *zi = z_in + i * d, *lti = lt + i * d, *ti = t + i * d, *mi = Mt ? Mt + i * d : NULL;
+    real *yi = ls + i * d;
+    if (quad) {
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) yi[j] = (zi[j] + (mi ? a0 * mi[j] : 0) - a1 * ti[j]) * c + lti[j];
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) yi[j] = (zi[j] + (mi ? a0 * mi[j] : 0) + r * lti[j]) * c;
+    }
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) cm[j] = yi[j] > cm[j] ? yi[j] : cm[j];
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const real *yi = ls + i * d;
+    real *si = s + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      si[j] = rl_exp(yi[j] - cm[j]);
+      colsum[j] += si[j];
+    }
+  }
+  /* ls' = Ys - C + lmu, s' = e * exp(m - C + lmu) per column, and colsum(s') = that scale times sum(e) */
+  for (int64_t j = 0; j < d; j++) {
+    C[j] = cm[j] + rl_log(colsum[j]);
+    cm[j] = rl_exp(cm[j] - C[j] + lmu[j]); /* scale of column j */
+    colsum[j] *= cm[j];
+  }
+  for (int64_t i = 0; i < n; i++) {
+    real *yi = ls + i * d, *si = s + i * d, *zi = z + i * d;
+    const real *ti = t + i * d, *z0 = z_in + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      yi[j] += lmu[j] - C[j];
+      si[j] *= cm[j];
+      zi[j] = z0[j] + r * (ti[j] - si[j]);
+    }
+  }
+}
+
+RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
+  if (!o->structure) {
+    rotp_badmm_forward_fused(o, s);
+    return;
+  }
+  int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
+  int quad = o->solver == RL_ROTP_BADMM_Q;
+  real *w = s->work;
+  real *S = w, *Z = S + nd, *Tt = Z + nd, *LS = Tt + nd, *LT = LS + nd, *Ms = LT + nd, *Mt = Ms + nd;
+  real *vec = w + 9 * nd; /* two vector blocks when not recording */
+  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = vx + n, *cm = colsum + d, *Ymu = cm + d, *Yeta = Ymu + d;
+  real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
+  real *tr = s->trace;
+  /* initial state */
+  real *ls = LS; /* ls_0 lives in LS */
+  for (int64_t i = 0; i < n; i++) {
+    real *lsi = LS + i * d, *si = S + i * d, q = s->lq0[i];
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      lsi[j] = q + s->lp0[j];
+      si[j] = rl_exp(lsi[j]);
+    }
+  }
+  memset(Z, 0, (size_t)nd * sizeof(real));
+  real *v0 = tr ? tr + T * 2 * nd : vec;
+  memcpy(v0, s->lp0, (size_t)d * sizeof(real));
+  memcpy(v0 + d, s->lq0, (size_t)n * sizeof(real));
+  memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
+  for (int64_t k = 0; k < T; k++) {
+    const rotp_step *st = &o->steps[k];
+    real r = st->rho, a0 = st->a0, a1 = st->a1, a2 = st->a2, a3 = st->a3;
+    real *vc = tr ? tr + T * 2 * nd + k * vb : vec + (k & 1) * vb;
+    real *vn = tr ? tr + T * 2 * nd + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
+    real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
+    real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
+    real *lt = tr ? tr + k * 2 * nd : LT, *lsn = tr ? tr + k * 2 * nd + nd : LS;
+    if (o->structure) rotp_struct_apply(s, S, Ms, stw);
+    t_step(n, d, s->x, Z, o->structure ? Ms : NULL, a0, quad ? S : NULL, a1, r, ls, leta, R, lt, Tt, rowsum);
+    if (o->structure) rotp_struct_apply(s, Tt, Mt, stw);
+    s_step(n, d, quad, Z, o->structure ? Mt : NULL, a0, a1, r, lt, Tt, lmu, Z, lsn, S, C, colsum, cm);
+    for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
+    rotp_log_softmax(d, Ymu, lmu2);
+    for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
+    rotp_log_softmax(n, Yeta, leta2);
+    for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
+    for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
+    ls = lsn;
+  }
+  memcpy(s->plan, Tt, (size_t)nd * sizeof(real));
+  memcpy(s->lplan, tr ? tr + (T - 1) * 2 * nd : LT, (size_t)nd * sizeof(real));
+}
+
+RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
+  if (!o->structure) {
+    rotp_badmm_backward_fused(o, s, g);
+    return;
+  }
+  int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
+  int quad = o->solver == RL_ROTP_BADMM_Q;
+  real *w = s->work;
+  real *Tt = w, *Sn = Tt + nd, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd, *Gs = Gls + nd, *Gt = Gs + nd;
+  real *G1 = Gt + nd, *LS0 = G1 + nd;
+  real *vx = w + 9 * nd + 2 * vb;
+  real *rowsum = vx, *colsum = rowsum + n, *colG = colsum + d, *rowG = colG + d, *gmu = rowG + n, *geta = gmu + d,
+       *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *gY = Yeta + n;
+  real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
+  const real *tr = s->trace, *vtr = tr + T * 2 * nd;
+  for (int64_t i = 0; i < n; i++) {
+    real *l0 = LS0 + i * d, q = s->lq0[i];
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) l0[j] = q + s->lp0[j];
+  }
+  memset(Gz, 0, (size_t)nd * sizeof(real));
+  memset(Gls, 0, (size_t)nd * sizeof(real));
+  memset(Gs, 0, (size_t)nd * sizeof(real));
+  memset(gmu, 0, (size_t)d * sizeof(real));
+  memset(geta, 0, (size_t)n * sizeof(real));
+  memset(g1, 0, (size_t)d * sizeof(real));
+  memset(g2, 0, (size_t)n * sizeof(real));
+  for (int64_t i = 0; i < nd; i++) Sn[i] = rl_exp(tr[(T - 1) * 2 * nd + nd + i]);
+  for (int64_t k = T - 1; k >= 0; k--) {
+    const rotp_step *st = &o->steps[k];
+    real r = st->rho, a0 = st->a0, a1 = st->a1, a2 = st->a2, a3 = st->a3;
+    const real *vc = vtr + k * vb, *vn = vtr + (k + 1) * vb;
+    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
+    const real *lmu2 = vn, *leta2 = lmu2 + d;
+    const real *lt = tr + k * 2 * nd, *lsn = lt + nd, *ls = k ? tr + (k - 1) * 2 * nd + nd : LS0;
+    double gr = 0, ga0 = 0, ga1 = 0, ga2 = 0, ga3 = 0;
+    /* a) t = exp(lt); s' = Sn (cached); row / column sums */
+    memset(colsum, 0, (size_t)d * sizeof(real));
+    for (int64_t i = 0; i < n; i++) {
+      const real *l = lt + i * d, *sv = Sn + i * d;
+      real *tv = Tt + i * d, rs = 0;
+#pragma omp simd reduction(+ : rs)
+      for (int64_t j = 0; j < d; j++) {
+        tv[j] = rl_exp(l[j]);
+        rs += tv[j];
+        colsum[j] += sv[j];
+      }
+      rowsum[i] = rs;
+    }
+    /* b) steps 9, 8 (vector part), then 7, 6 */
+    for (int64_t j = 0; j < d; j++) {
+      real em = rl_exp(lmu2[j]);
+      gr += (double)g1[j] * (em - colsum[j]);
+      gmu[j] += r * g1[j] * em;
+    }
+    for (int64_t i = 0; i < n; i++) {
+      real ee = rl_exp(leta2[i]);
+      gr += (double)g2[i] * (ee - rowsum[i]);
+      geta[i] += r * g2[i] * ee;
+    }
+    {
+      double sum = 0;
+      for (int64_t i = 0; i < n; i++) sum += geta[i];
+      for (int64_t i = 0; i < n; i++) {
+        Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
+        gY[i] = geta[i] - rl_exp(leta2[i]) * (real)sum;
+      }
+      real c = 1 / (r + a3);
+      for (int64_t i = 0; i < n; i++) {
+        gr += (double)gY[i] * (leta[i] - Yeta[i]) * c;
+        ga3 += (double)gY[i] * (s->lq0[i] - Yeta[i]) * c;
+        g->glq0[i] += a3 * c * gY[i];
+        geta[i] = r * c * gY[i]; /* now dL/dleta_in (rowG added below) */
+      }
+      /* g2 stays for step 9's Gt term below; g2_in = g2 - c gY computed after the pass */
+      for (int64_t i = 0; i < n; i++) Yeta[i] = gY[i] * c; /* keep c gY for g2_in */
+    }
+    {
+      double sum = 0;
+      for (int64_t j = 0; j < d; j++) sum += gmu[j];
+      real c = 1 / (r + a2);
+      for (int64_t j = 0; j < d; j++) {
+        real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
+        real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
+        gr += (double)gy * (lmu[j] - Y) * c;
+        ga2 += (double)gy * (s->lp0[j] - Y) * c;
+        g->glp0[j] += a2 * c * gy;
+        gmu[j] = r * c * gy;
+        Ymu[j] = gy * c;
+      }
+    }
+    /* c) steps 5, 8, 9 (matrix part) and step 4's total adjoint of ls' */
+    memset(colG, 0, (size_t)d * sizeof(real));
+    for (int64_t i = 0; i < n; i++) {
+      real *gt = Gt + i * d, *gz = Gz + i * d, *gl = Gls + i * d;
+      const real *gs = Gs + i * d, *tv = Tt + i * d, *sv = Sn + i * d;
+      real g2i = r * g2[i], acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < d; j++) {
+        gt[j] = r * gz[j] - g2i;
+        real gst = gs[j] - r * gz[j] - r * g1[j];
+        acc += gz[j] * (tv[j] - sv[j]);
+        gl[j] += gst * sv[j];
+        colG[j] += gl[j];
+      }
+      gr += acc;
+    }
+    for (int64_t j = 0; j < d; j++) gmu[j] += colG[j];
+    for (int64_t j = 0; j < d; j++) g1[j] -= Ymu[j];
+    for (int64_t i = 0; i < n; i++) g2[i] -= Yeta[i];
+    /* d) G_Ys = Gls_tot - softmax_n(Ys) colG, softmax_n(Ys) = s' exp(-lmu_in) */
+    for (int64_t j = 0; j < d; j++) Ymu[j] = rl_exp(-lmu[j]) * colG[j];
+    for (int64_t i = 0; i < n; i++) {
+      const real *gl = Gls + i * d, *sv = Sn + i * d;
+      real *g1r = G1 + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - sv[j] * Ymu[j];
+    }
+    /* e) step 3 */
+    real c = quad ? 1 / r : 1 / (a1 + r);
+    if (o->structure) {
+      double dot = rotp_struct_backward(s, Tt, G1, a0 * c, Gt, g->gxs, g->gc1, g->gc2, stw);
+      ga0 += c * dot;
+      g->sdot += a0 * c * dot;
+    }
+    double dz = 0, dy = 0;
+    for (int64_t i = 0; i < n; i++) {
+      real *gyr = G1 + i * d, *gz = Gz + i * d, *gt = Gt + i * d;
+      const real *tv = Tt + i * d, *l = lt + i * d, *ysr = lsn + i * d;
+      real az = 0, ay = 0;
+      /* Ys up to the column constant C - lmu: every column of G_Ys sums to 0, so the constant only adds rounding
+      ** (the rho and a1 gradients are cancellations when rho is small) */
+      if (quad) {
+#pragma omp simd reduction(+ : az, ay)
+        for (int64_t j = 0; j < d; j++) {
+          real gy = gyr[j];
+          gz[j] += c * gy;
+          gt[j] -= a1 * c * gy;
+          az += gy * tv[j];
+          ay += gy * (ysr[j] - l[j]);
+        }
+      } else {
+        real rc = r * c;
+#pragma omp simd reduction(+ : az, ay)
+        for (int64_t j = 0; j < d; j++) {
+          real gy = gyr[j];
+          gz[j] += c * gy;
+          az += gy * ysr[j];
+          ay += gy * (l[j] - ysr[j]);
+          gyr[j] = rc * gy; /* Glt */
+        }
+      }
+      dz += az;
+      dy += ay;
+    }
+    if (quad) {
+      ga1 -= c * dz;
+      gr -= c * dy;
+    } else {
+      ga1 -= c * dz;
+      gr += c * dy;
+    }
+    /* f) step 2: Glt_tot = Glt + Gt t (+ dL/dlogP at the last iteration); G_Yt = Glt_tot - t exp(-leta_in) rowG */
+    for (int64_t i = 0; i < n; i++) {
+      real *g1r = G1 + i * d;
+      const real *gt = Gt + i * d, *tv = Tt + i * d, *ext = k == T - 1 ? g->glog + i * d : NULL;
+      real rs = 0;
+      if (ext) {
+#pragma omp simd reduction(+ : rs)
+        for (int64_t j = 0; j < d; j++) {
+          g1r[j] += gt[j] * tv[j] + ext[j];
+          rs += g1r[j];
+        }
+      } else {
+#pragma omp simd reduction(+ : rs)
+        for (int64_t j = 0; j < d; j++) {
+          g1r[j] += gt[j] * tv[j];
+          rs += g1r[j];
+        }
+      }
+      rowG[i] = rs;
+      geta[i] += rs;
+      real sc = rs * rl_exp(-leta[i]);
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) g1r[j] -= tv[j] * sc;
+    }
+    /* g) step 1: s_in = exp(ls_in) (cached as the next s'), x, z, ls, s adjoints */
+    real ir = 1 / r;
+#pragma omp simd
+    for (int64_t i = 0; i < nd; i++) Si[i] = rl_exp(ls[i]);
+    memset(Gs, 0, (size_t)nd * sizeof(real));
+    if (o->structure) {
+      double dot = rotp_struct_backward(s, Si, G1, a0 * ir, Gs, g->gxs, g->gc1, g->gc2, stw);
+      ga0 += ir * dot;
+      g->sdot += a0 * ir * dot;
+    }
+    double dyt = 0, ds = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const real *gyr = G1 + i * d, *l = lt + i * d, *lsi = ls + i * d, *si = Si + i * d;
+      real *gx = g->gx + i * d, *gz = Gz + i * d, *gs = Gs + i * d, *gl = Gls + i * d;
+      real ay = 0, as = 0;
+      /* rows of G_Yt sum to 0: the row constant R - leta of Yt - ls is dropped */
+#pragma omp simd reduction(+ : ay, as)
+      for (int64_t j = 0; j < d; j++) {
+        real gy = gyr[j];
+        gx[j] += gy * ir;
+        gz[j] -= gy * ir;
+        ay += gy * (l[j] - lsi[j]);
+        gs[j] -= quad ? a1 * ir * gy : 0;
+        as += gy * si[j];
+        gl[j] = gy;
+      }
+      dyt += ay;
+      ds += as;
+    }
+    gr -= ir * dyt;
+    if (quad) ga1 -= ir * ds;
+    double *gs = g->gstep + k * RL_ROTP_NALPHA;
+    gs[ROTP_G_A0] += ga0;
+    gs[ROTP_G_A1] += ga1;
+    gs[ROTP_G_A2] += ga2;
+    gs[ROTP_G_A3] += ga3;
+    gs[ROTP_G_RHO] += gr;
+    real *sw = Sn;
+    Sn = Si;
+    Si = sw;
+  }
+  /* initial state: ls_0 = lq0 + lp0 (s_0 = exp(ls_0) = Sn now), lmu_0 = lp0, leta_0 = lq0 */
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) {
+      real gl = Gls[i * d + j] + Gs[i * d + j] * Sn[i * d + j];
+      g->glq0[i] += gl;
+      g->glp0[j] += gl;
+    }
+  for (int64_t j = 0; j < d; j++) g->glp0[j] += gmu[j];
+  for (int64_t i = 0; i < n; i++) g->glq0[i] += geta[i];
+}
