@@ -87,5 +87,6 @@ int rlb_open_pool(lua_State *L);  /* poolings */
 int rlb_open_optim(lua_State *L); /* optimizer steps, schedulers, clipping */
 int rlb_open_data(lua_State *L);  /* HDF5 datasets, splits, batching */
 int rlb_open_db(lua_State *L);    /* SQLite */
+int rlb_open_swe(lua_State *L);
 
 #endif

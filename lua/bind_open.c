@@ -13,5 +13,6 @@ int luaopen_rotlab_core(lua_State *L) {
   rlb_open_optim(L);
   rlb_open_data(L);
   rlb_open_db(L);
+  rlb_open_swe(L);
   return 1;
 }

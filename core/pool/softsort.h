@@ -1,0 +1,70 @@
+/*
+** softsort.h -- sorting helpers and soft permutation operators (SoftSort and LapSum) applied to matrices without
+** forming the n x n matrix: both kernels are Laplace kernels, separable on each side of a point, so after one sort
+** every product P X, P^T G and the gradient w.r.t. the sorted values are one-sided prefix sums (O(n c) for an
+** n x c matrix instead of O(n^2 c)).
+**
+** Conventions (golden/README.md section 5 for LapSum):
+**   LapSum:   s = r / T (s = -r / T if descending); thresholds beta_k solve sum_i F(s_i - beta_k) = k, F the Laplace
+**             CDF; P[j, i] = F(s_i - beta_{j+1}) - F(s_i - beta_j). Doubly stochastic; row 0 concentrates on the
+**             LARGEST r (rows in descending order of value; ascending when descending = 1).
+**   SoftSort: s = r / T (or -r / T); P[k, i] = exp(-|sort(s)_k - s_i|) / Z_k. Row-stochastic; row 0 concentrates
+**             on the SMALLEST r (rows in ascending order; descending when descending = 1).
+** Usage: reserve rl_softperm_bytes(n, c) bytes, rl_softperm_init, then per problem rl_softperm_prepare (sorts,
+** thresholds), rl_softperm_apply (P X; keeps the sums the backward needs) and optionally rl_softperm_backward for
+** the gradients of <G, P X> w.r.t. r and X. Nothing allocates after init: the operator lives in caller memory.
+*/
+#ifndef RL_SOFTSORT_H
+#define RL_SOFTSORT_H
+
+#include "../rl.h"
+
+enum { RL_SOFT_SOFTSORT = 0, RL_SOFT_LAPSUM = 1 };
+
+/* Scratch bytes rl_argsort needs for n values. */
+size_t rl_argsort_bytes(int64_t n);
+/* Stable ascending argsort of v[0], v[stride], ..., v[(n-1) stride]: order[p] is the index of the p-th smallest.
+** n < 2^31. Does not modify v. */
+void rl_argsort(const real *v, int64_t stride, int64_t n, int32_t *order, void *scratch);
+
+typedef struct rl_softperm {
+  int method;          /* RL_SOFT_SOFTSORT or RL_SOFT_LAPSUM */
+  int descending;      /* 1: sort keys are -r / T */
+  double temperature;  /* T > 0 (LapSum's alpha, SoftSort's tau) */
+  int64_t cap_n, cap_c; /* the memory holds problems up to cap_n values and cap_c columns */
+  int64_t n, c;        /* the prepared problem and the width of the last apply */
+  int32_t *order;      /* order[p]: index (into r) of the p-th smallest key */
+  int32_t *cnt;        /* LapSum: cnt[q] = number of keys <= threshold q */
+  int32_t *cntq;       /* LapSum: cntq[p] = number of thresholds <= key p */
+  double *t;           /* sorted keys, ascending */
+  double *b;           /* LapSum thresholds, ascending (b[q] = beta_{n-1-q}) */
+  double *phi;         /* LapSum: sum_i f(s_i - b_q) per threshold; SoftSort: row normaliser Z_p */
+  double *lo1, *hi1;   /* inclusive one-sided sums of exp(-|t_p - t_i|) over i <= p and i >= p */
+  real *lo, *hi;       /* one-sided sums of the last apply (cap_n x cap_c) */
+  real *lo2, *hi2, *w; /* backward sums and weights (cap_n x (cap_c + 1)) */
+  real *acc;           /* cap_c + 1 running sums */
+  void *sort_scratch;
+} rl_softperm;
+
+/* Checks a method / temperature pair (RL_EINVAL with a message on a bad one). */
+int rl_softperm_check(int method, double temperature);
+
+/* Bytes of caller memory for an operator of up to n values applied to matrices of up to c columns. */
+size_t rl_softperm_bytes(int64_t n, int64_t c);
+/* Lays the operator out in mem (rl_softperm_bytes(n, c) bytes, any alignment of 8 or more). */
+void rl_softperm_init(rl_softperm *sp, int method, double temperature, int descending, int64_t n, int64_t c,
+                      void *mem);
+
+/* Sorts the n values r[0], r[stride], ... (n <= cap_n) and computes the thresholds. order_asc, if not NULL, is a
+** precomputed stable ascending argsort of r (saves the sort). */
+void rl_softperm_prepare(rl_softperm *sp, int64_t n, const real *r, int64_t stride, const int32_t *order_asc);
+
+/* PX (n x c, rows in P's order) = P X, X n x c in r's order (c <= cap_c). Keeps the sums for backward. */
+void rl_softperm_apply(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, real *PX, int64_t ldp);
+
+/* Gradients of scale * <G, P X> for the X of the last apply: grad_r[i * gstride] += d/dr_i (may be NULL) and
+** grad_X += scale * P^T G (may be NULL). G is n x c in P's row order. */
+void rl_softperm_backward(rl_softperm *sp, const real *X, int64_t ldx, const real *G, int64_t ldg, real scale,
+                          real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx);
+
+#endif
