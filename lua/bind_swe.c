@@ -107,12 +107,10 @@ static int l_soft_perm_backward(lua_State *L) {
   soft_opts o = check_soft_opts(L, 4, "soft_perm_backward");
   rl_softperm sp;
   push_operator(L, &sp, &o, n, c);
-  rlb_tensor *PX = rlb_newmatrix(L, n, c);
   rl_softperm_prepare(&sp, n, r->t.data, 1, NULL);
-  rl_softperm_apply(&sp, c, X->t.data, c, PX->t.data, c);
   rlb_tensor *gr = rlb_newtensor(L, r->t.ndim, r->t.shape);
   rlb_tensor *gx = rlb_newmatrix(L, n, c);
-  rl_softperm_backward(&sp, X->t.data, c, G->t.data, c, 1, gr->t.data, 1, gx->t.data, c);
+  rl_softperm_backward(&sp, c, X->t.data, c, G->t.data, c, 1, gr->t.data, 1, gx->t.data, c);
   return 2;
 }
 

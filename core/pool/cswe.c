@@ -74,35 +74,42 @@ rl_module *rl_cswe_new(const rl_swe_config *cfg, const rl_cswe_config *cc, rl_rn
 typedef struct slice_scratch {
   rl_swgg_soft sw;
   rl_interp U;
-  real *Y; /* M x c: this thread's share of the gradient w.r.t. P_r Rt */
 } slice_scratch;
 
-static size_t slice_scratch_bytes(int64_t nmax, int64_t M, int64_t c) {
-  return align_up(rl_swgg_soft_bytes(nmax, M, c)) + align_up((size_t)(M * c) * sizeof(real)) +
-         align_up((size_t)M * sizeof(int32_t)) + align_up((size_t)M * sizeof(real));
-}
-
-/* This thread's share Y of the gradient w.r.t. P_r Rt inside the per-thread scratch. */
-static real *thread_Y(char *mem, size_t bytes, int t, int64_t nmax, int64_t M, int64_t c) {
-  return (real *)(mem + (size_t)t * bytes + align_up(rl_swgg_soft_bytes(nmax, M, c)));
+static size_t slice_scratch_bytes(int64_t nmax, int64_t M) {
+  return align_up(rl_swgg_soft_bytes(nmax, M)) + align_up((size_t)M * sizeof(int32_t)) +
+         align_up((size_t)M * sizeof(real));
 }
 
 static slice_scratch slice_scratch_at(char *mem, size_t bytes, int t, int method, double temperature, int64_t nmax,
-                                      int64_t M, int64_t c) {
+                                      int64_t M, int64_t nb) {
   slice_scratch ss;
   char *p = mem + (size_t)t * bytes;
-  rl_swgg_soft_init(&ss.sw, method, temperature, nmax, M, c, p);
-  p += align_up(rl_swgg_soft_bytes(nmax, M, c));
-  ss.Y = thread_Y(mem, bytes, t, nmax, M, c);
-  p += align_up((size_t)(M * c) * sizeof(real));
+  rl_swgg_soft_init(&ss.sw, method, temperature, nmax, M, nb, p);
+  p += align_up(rl_swgg_soft_bytes(nmax, M));
   ss.U.lo = (int32_t *)p;
   p += align_up((size_t)M * sizeof(int32_t));
   ss.U.w = (real *)p;
   return ss;
 }
 
+/* Element (i, col) of a rows-row matrix in panel layout (swgg.h). */
+static inline int64_t panel_index(int64_t rows, int64_t i, int64_t col) {
+  return (col / RL_SOFTPERM_BLOCK) * rows * RL_SOFTPERM_BLOCK + i * RL_SOFTPERM_BLOCK + col % RL_SOFTPERM_BLOCK;
+}
+
+/* Training forward, three phases:
+**   R (slices in parallel): P_r Rt for every slice;
+**   X (sets in parallel, every slice for one set, so the set's lifted rows and their gradient stay in cache): hard
+**     and soft SWGG^2 and, where lambda_l > 0, the soft cost's gradient; the gradient w.r.t. P_r Rt goes to the
+**     thread's share Y[t, l] (zeroed on first use);
+**   Y (slices in parallel): the shares are summed and finished through P_r on the reference side.
+** Lifted matrices are in panel layout (swgg.h) around the reference mean mu:
+**   xt = [x - mu, |x - mu|^2, 1],  rt = [-2 (r - mu), 1, |r - mu|^2]. */
 int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
-  int64_t L = s->cfg.slices, M = s->cfg.refs, d = s->cfg.dim, T = s->total, B = s->nsets, c = d + 2;
+  const int64_t L = s->cfg.slices, M = s->cfg.refs, d = s->cfg.dim, T = s->total, B = s->nsets, c = d + 2;
+  const int64_t nb = rl_swgg_npanels(c), BW = RL_SOFTPERM_BLOCK, cp = nb * BW;
+  const int64_t xps = T * BW, rps = M * BW; /* panel strides of the input-side and reference-side matrices */
   int compat = s->cfg.compat, method = s->ccfg.soft, nt = s->nthreads;
   double temp = s->ccfg.temperature;
   const real *X = in->values.data, *R = s->base.params[1].value.data;
@@ -112,93 +119,117 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
   for (int64_t l = 0; l < L; l++)
     if (s->lambda[l] > 0) need_grad = 1;
 
-  size_t tbytes = align_up(slice_scratch_bytes(s->nmax, M, c));
-  real *Xt = rl_swe_workspace(s, SWE_WS_XT, (size_t)(T * c) * sizeof(real));
-  real *Rt = rl_swe_workspace(s, SWE_WS_RT, (size_t)(M * c) * sizeof(real));
-  real *PR = rl_swe_workspace(s, SWE_WS_PR, (size_t)(M * c) * sizeof(real));
-  char *tmem = rl_swe_workspace(s, SWE_WS_Y, tbytes * (size_t)nt);
-  void *refmem = rl_swe_workspace(s, SWE_WS_REFOP, rl_softperm_bytes(M, c));
+  size_t tbytes = align_up(slice_scratch_bytes(s->nmax, M)), opbytes = align_up(rl_softperm_bytes(M, BW));
+  size_t slab = (size_t)(M * cp);
+  real *Xt = rl_swe_workspace(s, SWE_WS_XT, (size_t)(T * cp) * sizeof(real));
+  real *Rt = rl_swe_workspace(s, SWE_WS_RT, slab * sizeof(real));
+  real *PR = rl_swe_workspace(s, SWE_WS_PR, (size_t)L * slab * sizeof(real));
+  char *tmem = rl_swe_workspace(s, SWE_WS_THREADSWGG, tbytes * (size_t)nt);
+  char *refmem = rl_swe_workspace(s, SWE_WS_REFOP, opbytes * (size_t)nt);
   double *costs = rl_swe_workspace(s, SWE_WS_COSTS, (size_t)(2 * B * L + d + L) * sizeof(double));
   if (!Xt || !Rt || !PR || !tmem || !refmem || !costs) return RL_ENOMEM;
   double *hard = costs, *soft = costs + B * L, *mu = costs + 2 * B * L, *lam = mu + d;
-  real *gXt = NULL, *gRt = NULL;
+  real *gXt = NULL, *gRt = NULL, *Y = NULL;
+  char *touched = NULL;
   if (need_grad) {
-    gXt = rl_swe_workspace(s, SWE_WS_GXT, (size_t)(T * c) * sizeof(real));
-    gRt = rl_swe_workspace(s, SWE_WS_GRT, (size_t)(M * c) * sizeof(real));
+    gXt = rl_swe_workspace(s, SWE_WS_GXT, (size_t)(T * cp) * sizeof(real));
+    gRt = rl_swe_workspace(s, SWE_WS_GRT, (size_t)nt * slab * sizeof(real));
+    Y = rl_swe_workspace(s, SWE_WS_Y, (size_t)nt * (size_t)L * slab * sizeof(real));
+    touched = rl_swe_workspace(s, SWE_WS_TOUCHED, (size_t)(nt * L));
     s->gs_swgg = rl_swe_workspace(s, SWE_WS_GSSWGG, (size_t)(T * L) * sizeof(real));
     s->grp_swgg = rl_swe_workspace(s, SWE_WS_GRPSWGG, (size_t)(L * M) * sizeof(real));
     s->gx_swgg = rl_swe_workspace(s, SWE_WS_GXSWGG, (size_t)(T * d) * sizeof(real));
     s->gr_swgg = rl_swe_workspace(s, SWE_WS_GRSWGG, (size_t)(M * d) * sizeof(real));
-    if (!gXt || !gRt || !s->gs_swgg || !s->grp_swgg || !s->gx_swgg || !s->gr_swgg) return RL_ENOMEM;
-    memset(gXt, 0, (size_t)(T * c) * sizeof(real));
-    memset(gRt, 0, (size_t)(M * c) * sizeof(real));
+    if (!gXt || !gRt || !Y || !touched || !s->gs_swgg || !s->grp_swgg || !s->gx_swgg || !s->gr_swgg)
+      return RL_ENOMEM;
+    memset(gRt, 0, (size_t)nt * slab * sizeof(real));
+    memset(touched, 0, (size_t)(nt * L));
     memset(s->gs_swgg, 0, (size_t)(T * L) * sizeof(real));
     memset(s->grp_swgg, 0, (size_t)(L * M) * sizeof(real));
   }
   for (int64_t l = 0; l < L; l++) lam[l] = (double)s->lambda[l];
 
-  /* lifted rows around the reference mean: xt = [x - mu, |x - mu|^2, 1], rt = [-2 (r - mu), 1, |r - mu|^2] */
   for (int64_t k = 0; k < d; k++) mu[k] = 0;
   for (int64_t j = 0; j < M; j++)
     for (int64_t k = 0; k < d; k++) mu[k] += (double)R[j * d + k];
   for (int64_t k = 0; k < d; k++) mu[k] /= (double)M;
+  memset(Rt, 0, slab * sizeof(real));
   for (int64_t j = 0; j < M; j++) {
-    real *rt = Rt + j * c;
     double nrm = 0;
     for (int64_t k = 0; k < d; k++) {
       double v = (double)R[j * d + k] - mu[k];
-      rt[k] = (real)(-2 * v);
+      Rt[panel_index(M, j, k)] = (real)(-2 * v);
       nrm += v * v;
     }
-    rt[d] = 1;
-    rt[d + 1] = (real)nrm;
+    Rt[panel_index(M, j, d)] = 1;
+    Rt[panel_index(M, j, d + 1)] = (real)nrm;
   }
-#pragma omp parallel for schedule(static) num_threads(nt)
-  for (int64_t i = 0; i < T; i++) {
-    real *xt = Xt + i * c;
-    double nrm = 0;
-    for (int64_t k = 0; k < d; k++) {
-      double v = (double)X[i * d + k] - mu[k];
-      xt[k] = (real)v;
-      nrm += v * v;
-    }
-    xt[d] = (real)nrm;
-    xt[d + 1] = 1;
-  }
-
-  rl_softperm pr;
-  rl_softperm_init(&pr, method, temp, 0, M, c, refmem);
 #pragma omp parallel num_threads(nt)
   {
     int t = omp_get_thread_num();
-    slice_scratch ss = slice_scratch_at(tmem, tbytes, t, method, temp, s->nmax, M, c);
-    for (int64_t l = 0; l < L; l++) {
-#pragma omp single
-      {
-        rl_softperm_prepare(&pr, M, s->rproj + l * M, 1, s->rorder + l * M);
-        rl_softperm_apply(&pr, c, Rt, c, PR, c);
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < T; i++) {
+      double nrm = 0;
+      for (int64_t k = 0; k < d; k++) {
+        double v = (double)X[i * d + k] - mu[k];
+        Xt[panel_index(T, i, k)] = (real)v;
+        nrm += v * v;
       }
-      int grad_l = lam[l] > 0;
-      if (grad_l) memset(ss.Y, 0, (size_t)(M * c) * sizeof(real));
+      Xt[panel_index(T, i, d)] = (real)nrm;
+      Xt[panel_index(T, i, d + 1)] = 1;
+      for (int64_t k = c; k < cp; k++) Xt[panel_index(T, i, k)] = 0;
+      if (gXt)
+        for (int64_t k = 0; k < nb; k++) memset(gXt + k * xps + i * BW, 0, (size_t)BW * sizeof(real));
+    }
+
+    rl_softperm pr; /* phase R */
+    rl_softperm_init(&pr, method, temp, 0, M, BW, refmem + (size_t)t * opbytes);
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t b = 0; b < B; b++) {
-        int64_t n = off[b + 1] - off[b];
+    for (int64_t l = 0; l < L; l++) {
+      rl_softperm_prepare(&pr, M, s->rproj + l * M, 1, s->rorder + l * M);
+      rl_swgg_panels_apply(&pr, nb, Rt, rps, PR + (size_t)l * slab, rps);
+    }
+
+    slice_scratch ss = slice_scratch_at(tmem, tbytes, t, method, temp, s->nmax, M, nb); /* phase X */
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++) {
+      int64_t n = off[b + 1] - off[b];
+      const real *xt = Xt + off[b] * BW;
+      rl_interp_build(&ss.U, n, M, compat);
+      for (int64_t l = 0; l < L; l++) {
         const int32_t *pp = s->perm + l * T + off[b];
-        rl_interp_build(&ss.U, n, M, compat);
+        const real *prl = PR + (size_t)l * slab;
         hard[b * L + l] = rl_swgg_hard(&ss.U, d, X + off[b] * d, d, pp, R, s->rorder + l * M);
-        double sc = rl_swgg_soft_cost(&ss.sw, &ss.U, s->proj + l * T + off[b], 1, pp, Xt + off[b] * c, c, PR);
+        double sc = rl_swgg_soft_cost(&ss.sw, &ss.U, s->proj + l * T + off[b], 1, pp, xt, xps, prl, rps);
         soft[b * L + l] = sc;
-        if (grad_l && sc > 0) {
+        if (lam[l] > 0 && sc > 0) {
+          real *y = Y + ((size_t)t * (size_t)L + (size_t)l) * slab;
+          if (!touched[t * L + l]) {
+            memset(y, 0, slab * sizeof(real));
+            touched[t * L + l] = 1;
+          }
           real coef = (real)(lam[l] / ((double)B * 2 * sqrt(sc)));
-          rl_swgg_soft_grad(&ss.sw, &ss.U, Xt + off[b] * c, c, PR, coef, s->gs_swgg + off[b] * L + l, L,
-                            gXt + off[b] * c, c, ss.Y);
+          rl_swgg_soft_grad(&ss.sw, &ss.U, xt, xps, prl, rps, coef, s->gs_swgg + off[b] * L + l, L,
+                            gXt + off[b] * BW, xps, y, rps);
         }
       }
-#pragma omp single
-      if (grad_l) { /* finish on the reference side: gradient w.r.t. P_r Rt, summed over the threads' shares */
-        real *Y0 = thread_Y(tmem, tbytes, 0, s->nmax, M, c);
-        for (int u = 1; u < nt; u++) rl_axpy(M * c, 1, thread_Y(tmem, tbytes, u, s->nmax, M, c), Y0);
-        rl_softperm_backward(&pr, Rt, c, Y0, c, 1, s->grp_swgg + l * M, 1, gRt, c);
+    }
+
+    if (need_grad) { /* phase Y */
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t l = 0; l < L; l++) {
+        real *sum = NULL;
+        for (int u = 0; u < nt; u++) {
+          if (!touched[u * L + l]) continue;
+          real *y = Y + ((size_t)u * (size_t)L + (size_t)l) * slab;
+          if (!sum)
+            sum = y;
+          else
+            rl_axpy((int64_t)slab, 1, y, sum);
+        }
+        if (!sum) continue;
+        rl_softperm_prepare(&pr, M, s->rproj + l * M, 1, s->rorder + l * M);
+        rl_swgg_panels_backward(&pr, nb, Rt, rps, sum, rps, s->grp_swgg + l * M, 1, gRt + (size_t)t * slab, rps);
       }
     }
   }
@@ -226,16 +257,18 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
 
   if (need_grad) { /* lifted-row gradients back to the inputs and the reference (mu is a constant: the cost does not
                       depend on the centre) */
+    for (int u = 1; u < nt; u++) rl_axpy((int64_t)slab, 1, gRt + (size_t)u * slab, gRt);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < T; i++) {
-      const real *g = gXt + i * c;
+      real gn = gXt[panel_index(T, i, d)];
       real *gx = s->gx_swgg + i * d;
-      for (int64_t k = 0; k < d; k++) gx[k] = g[k] + (real)(2 * ((double)X[i * d + k] - mu[k])) * g[d];
+      for (int64_t k = 0; k < d; k++) gx[k] = gXt[panel_index(T, i, k)] + 2 * Xt[panel_index(T, i, k)] * gn;
     }
     for (int64_t j = 0; j < M; j++) {
-      const real *g = gRt + j * c;
+      real gn = gRt[panel_index(M, j, d + 1)];
       real *gr = s->gr_swgg + j * d;
-      for (int64_t k = 0; k < d; k++) gr[k] = -2 * g[k] + (real)(2 * ((double)R[j * d + k] - mu[k])) * g[d + 1];
+      for (int64_t k = 0; k < d; k++)
+        gr[k] = -2 * gRt[panel_index(M, j, k)] + (real)(2 * ((double)R[j * d + k] - mu[k])) * gn;
     }
     s->swgg_grad = 1;
   }

@@ -30,23 +30,43 @@ static inline uint64_t order_key(double v) {
   return (u >> 63) ? ~u : (u | 0x8000000000000000ULL);
 }
 
-void rl_argsort(const real *v, int64_t stride, int64_t n, int32_t *order, void *scratch) {
-  if (n <= INSERTION_SORT_MAX) {
-    for (int64_t i = 0; i < n; i++) {
-      real x = v[i * stride];
-      int64_t j = i;
-      while (j > 0 && v[(int64_t)order[j - 1] * stride] > x) {
-        order[j] = order[j - 1];
-        j--;
-      }
-      order[j] = (int32_t)i;
-    }
-    return;
+/* float keys: one 64-bit item per value, (order key << 32) | index, sorted on its 4 upper bytes. */
+static void argsort_float(const real *v, int64_t stride, int64_t n, int32_t *order, uint64_t *a, uint64_t *tmp) {
+  uint32_t hist[4][256];
+  memset(hist, 0, sizeof hist);
+  for (int64_t i = 0; i < n; i++) {
+    float f = (float)v[i * stride];
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    u = (u >> 31) ? ~u : (u | 0x80000000u);
+    a[i] = ((uint64_t)u << 32) | (uint64_t)i;
+    hist[0][(u >> 0) & 0xff]++;
+    hist[1][(u >> 8) & 0xff]++;
+    hist[2][(u >> 16) & 0xff]++;
+    hist[3][(u >> 24) & 0xff]++;
   }
-  char *mem = scratch;
-  uint64_t *key = (uint64_t *)mem;
-  uint64_t *key2 = (uint64_t *)(mem + align_up((size_t)n * sizeof(uint64_t)));
-  int32_t *idx2 = (int32_t *)(mem + 2 * align_up((size_t)n * sizeof(uint64_t)));
+  uint64_t *src = a, *dst = tmp;
+  for (int d = 0; d < 4; d++) {
+    int shift = 32 + 8 * d;
+    uint32_t *h = hist[d];
+    if (h[(src[0] >> shift) & 0xff] == (uint32_t)n) continue; /* this byte is the same everywhere */
+    uint32_t sum = 0;
+    for (int b = 0; b < 256; b++) {
+      uint32_t c = h[b];
+      h[b] = sum;
+      sum += c;
+    }
+    for (int64_t i = 0; i < n; i++) dst[h[(src[i] >> shift) & 0xff]++] = src[i];
+    uint64_t *t = src;
+    src = dst;
+    dst = t;
+  }
+  for (int64_t i = 0; i < n; i++) order[i] = (int32_t)(uint32_t)src[i];
+}
+
+/* double keys: 64-bit order keys and a separate index array, 8 byte passes (constant bytes skipped). */
+static void argsort_double(const real *v, int64_t stride, int64_t n, int32_t *order, uint64_t *key, uint64_t *key2,
+                           int32_t *idx2) {
   uint32_t hist[8][256];
   memset(hist, 0, sizeof hist);
   for (int64_t i = 0; i < n; i++) {
@@ -59,7 +79,7 @@ void rl_argsort(const real *v, int64_t stride, int64_t n, int32_t *order, void *
   int32_t *is = order, *id = idx2;
   for (int d = 0; d < 8; d++) {
     uint32_t *h = hist[d];
-    if (h[(ks[0] >> (8 * d)) & 0xff] == (uint32_t)n) continue; /* this byte is the same everywhere */
+    if (h[(ks[0] >> (8 * d)) & 0xff] == (uint32_t)n) continue;
     uint32_t sum = 0;
     for (int b = 0; b < 256; b++) {
       uint32_t c = h[b];
@@ -81,6 +101,27 @@ void rl_argsort(const real *v, int64_t stride, int64_t n, int32_t *order, void *
   if (is != order) memcpy(order, is, (size_t)n * sizeof(int32_t));
 }
 
+void rl_argsort(const real *v, int64_t stride, int64_t n, int32_t *order, void *scratch) {
+  if (n <= INSERTION_SORT_MAX) {
+    for (int64_t i = 0; i < n; i++) {
+      real x = v[i * stride];
+      int64_t j = i;
+      while (j > 0 && v[(int64_t)order[j - 1] * stride] > x) {
+        order[j] = order[j - 1];
+        j--;
+      }
+      order[j] = (int32_t)i;
+    }
+    return;
+  }
+  char *mem = scratch;
+  uint64_t *a = (uint64_t *)mem, *b = (uint64_t *)(mem + align_up((size_t)n * sizeof(uint64_t)));
+  if (sizeof(real) == sizeof(float))
+    argsort_float(v, stride, n, order, a, b);
+  else
+    argsort_double(v, stride, n, order, a, b, (int32_t *)(mem + 2 * align_up((size_t)n * sizeof(uint64_t))));
+}
+
 /* ------------------------------------------------------------------------------------------------ layout */
 
 int rl_softperm_check(int method, double temperature) {
@@ -92,14 +133,16 @@ int rl_softperm_check(int method, double temperature) {
 }
 
 size_t rl_softperm_bytes(int64_t n, int64_t c) {
-  size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)(c > 0 ? c : 1);
-  return 3 * align_up(N * sizeof(int32_t)) + 5 * align_up(N * sizeof(double)) + 2 * align_up(N * C * sizeof(real)) +
-         3 * align_up(N * (C + 1) * sizeof(real)) + align_up((C + 1) * sizeof(real)) + rl_argsort_bytes((int64_t)N);
+  (void)c; /* blocks are always RL_SOFTPERM_BLOCK wide (narrow ones are padded) */
+  size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)RL_SOFTPERM_BLOCK;
+  return 3 * align_up(N * sizeof(int32_t)) + 11 * align_up(N * sizeof(double)) + 8 * align_up(N * sizeof(real)) +
+         7 * align_up(N * C * sizeof(real)) + rl_argsort_bytes((int64_t)N);
 }
 
 void rl_softperm_init(rl_softperm *sp, int method, double temperature, int descending, int64_t n, int64_t c,
                       void *mem) {
-  size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)(c > 0 ? c : 1);
+  (void)c;
+  size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)RL_SOFTPERM_BLOCK;
   char *p = mem;
 #define CARVE(field, type, count)          \
   sp->field = (type *)p;                   \
@@ -112,98 +155,93 @@ void rl_softperm_init(rl_softperm *sp, int method, double temperature, int desce
   CARVE(phi, double, N);
   CARVE(lo1, double, N);
   CARVE(hi1, double, N);
+  CARVE(sa, double, N);
+  CARVE(sb, double, N);
+  CARVE(grt, double, N);
+  CARVE(sw, double, N);
+  CARVE(slo, double, N);
+  CARVE(shi, double, N);
+  CARVE(fgap, real, N);
+  CARVE(flo, real, N);
+  CARVE(fhi, real, N);
+  CARVE(fbgap, real, N);
+  CARVE(fblo, real, N);
+  CARVE(fbhi, real, N);
+  CARVE(rowfac, real, N);
+  CARVE(midcoef, real, N);
   CARVE(lo, real, N * C);
-  CARVE(hi, real, N * C);
-  CARVE(lo2, real, N * (C + 1));
-  CARVE(hi2, real, N * (C + 1));
-  CARVE(w, real, N * (C + 1));
-  CARVE(acc, real, C + 1);
+  CARVE(lo2, real, N * C);
+  CARVE(xpad, real, N * C);
+  CARVE(gpad, real, N * C);
+  CARVE(pxpad, real, N * C);
+  CARVE(ypad, real, N * C);
+  CARVE(gxpad, real, N * C);
 #undef CARVE
   sp->sort_scratch = p;
   sp->method = method;
   sp->temperature = temperature;
   sp->descending = descending;
   sp->cap_n = (int64_t)N;
-  sp->cap_c = (int64_t)C;
   sp->n = 0;
-  sp->c = 0;
 }
 
 /* ------------------------------------------------------------------------------------------------ sweeps */
 
-/* Lo[q] = sum_{p < cnt[q]} e^{-(b[q] - t[p])} W(p),  Hi[q] = sum_{p >= cnt[q]} e^{-(t[p] - b[q])} W(p), with
-** points t[0..np) ascending (row p of W is W + (map ? map[p] : p) * ldw), queries b[0..nq) ascending and cnt
-** non-decreasing. Lo and Hi rows have stride ldo; c columns. */
-static void sweep_merged(const double *t, int64_t np, const real *W, int64_t ldw, const int32_t *map, int64_t c,
-                         const double *b, const int32_t *cnt, int64_t nq, real *Lo, real *Hi, int64_t ldo,
-                         real *acc) {
+/* For points t[0..np) ascending and queries b[0..nq) ascending with cnt[q] = number of points <= b[q]
+** (non-decreasing), a sweep computes
+**   Lo[q] = sum_{p < cnt[q]} e^{-(b[q] - t[p])} W(p),  Hi[q] = sum_{p >= cnt[q]} e^{-(t[p] - b[q])} W(p)
+** from precomputed factors gap[p] = e^{t[p-1] - t[p]} (gap[0] = 0), flo[q] = e^{t[cnt[q]-1] - b[q]} and
+** fhi[q] = e^{b[q] - t[cnt[q]]} (0 where that point does not exist); row p of W is W + (map ? map[p] : p) * ldw. */
+
+/* The same two sweeps for exactly RL_SOFTPERM_BLOCK columns: the running sums live in registers as NVEC 16-byte
+** vectors (GCC vector extension; baseline SSE2 width), which removes the store-to-load chain of the generic loops. */
+typedef real rl_vec __attribute__((vector_size(32)));
+#define NVEC 4 /* NVEC * 32 bytes = RL_SOFTPERM_BLOCK reals */
+#define LANES ((int)(32 / sizeof(real)))
+
+/* The kernels get an AVX2 clone chosen at load time when the CPU has it (the build targets baseline x86-64, where a
+** 32-byte vector is two SSE registers). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define RL_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define RL_KERNEL
+#endif
+
+/* vload/vstore are static inline: no vector crosses a real call boundary, so GCC's note about the AVX ABI of
+** 32-byte vector arguments does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+static inline rl_vec vload(const real *p) {
+  rl_vec v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void vstore(real *p, rl_vec v) { memcpy(p, &v, sizeof v); }
+
+RL_KERNEL /* The scalar versions (double weights): one column, used for the normalisers and the scalar parts of gradients. */
+static void ssweep_merged(const double *t, int64_t np, const double *W, const double *b, const int32_t *cnt,
+                          int64_t nq, double *Lo, double *Hi) {
   int64_t p = 0;
+  double acc = 0;
   for (int64_t q = 0; q < nq; q++) {
-    for (; p < cnt[q]; p++) {
-      const real *wp = W + (map ? (int64_t)map[p] : p) * ldw;
-      if (p == 0) {
-        memcpy(acc, wp, (size_t)c * sizeof(real));
-      } else {
-        real f = (real)exp(t[p - 1] - t[p]);
-        for (int64_t k = 0; k < c; k++) acc[k] = acc[k] * f + wp[k];
-      }
-    }
-    real *out = Lo + q * ldo;
-    if (cnt[q] == 0) {
-      memset(out, 0, (size_t)c * sizeof(real));
-    } else {
-      real f = (real)exp(t[cnt[q] - 1] - b[q]);
-      for (int64_t k = 0; k < c; k++) out[k] = acc[k] * f;
-    }
+    for (; p < cnt[q]; p++) acc = p == 0 ? W[0] : acc * exp(t[p - 1] - t[p]) + W[p];
+    Lo[q] = cnt[q] == 0 ? 0.0 : acc * exp(t[cnt[q] - 1] - b[q]);
   }
   p = np - 1;
+  acc = 0;
   for (int64_t q = nq - 1; q >= 0; q--) {
-    for (; p >= cnt[q]; p--) {
-      const real *wp = W + (map ? (int64_t)map[p] : p) * ldw;
-      if (p == np - 1) {
-        memcpy(acc, wp, (size_t)c * sizeof(real));
-      } else {
-        real f = (real)exp(t[p] - t[p + 1]);
-        for (int64_t k = 0; k < c; k++) acc[k] = acc[k] * f + wp[k];
-      }
-    }
-    real *out = Hi + q * ldo;
-    if (cnt[q] == np) {
-      memset(out, 0, (size_t)c * sizeof(real));
-    } else {
-      real f = (real)exp(b[q] - t[cnt[q]]);
-      for (int64_t k = 0; k < c; k++) out[k] = acc[k] * f;
-    }
+    for (; p >= cnt[q]; p--) acc = p == np - 1 ? W[p] : acc * exp(t[p] - t[p + 1]) + W[p];
+    Hi[q] = cnt[q] == np ? 0.0 : acc * exp(b[q] - t[cnt[q]]);
   }
 }
 
-/* Strict sums over one sorted point set: Lo[p] = sum_{p' < p} e^{-(t_p - t_p')} W(p'), Hi[p] likewise over
-** p' > p. Rows of W as in sweep_merged. */
-static void sweep_self(const double *t, int64_t n, const real *W, int64_t ldw, const int32_t *map, int64_t c,
-                       real *Lo, real *Hi, int64_t ldo) {
-  memset(Lo, 0, (size_t)c * sizeof(real));
-  for (int64_t p = 1; p < n; p++) {
-    const real *wp = W + (map ? (int64_t)map[p - 1] : p - 1) * ldw;
-    const real *prev = Lo + (p - 1) * ldo;
-    real *out = Lo + p * ldo;
-    real f = (real)exp(t[p - 1] - t[p]);
-    for (int64_t k = 0; k < c; k++) out[k] = (prev[k] + wp[k]) * f;
-  }
-  memset(Hi + (n - 1) * ldo, 0, (size_t)c * sizeof(real));
-  for (int64_t p = n - 2; p >= 0; p--) {
-    const real *wp = W + (map ? (int64_t)map[p + 1] : p + 1) * ldw;
-    const real *next = Hi + (p + 1) * ldo;
-    real *out = Hi + p * ldo;
-    real f = (real)exp(t[p] - t[p + 1]);
-    for (int64_t k = 0; k < c; k++) out[k] = (next[k] + wp[k]) * f;
-  }
+static void ssweep_self(const double *t, int64_t n, const double *W, double *Lo, double *Hi) {
+  Lo[0] = 0;
+  for (int64_t p = 1; p < n; p++) Lo[p] = (Lo[p - 1] + W[p - 1]) * exp(t[p - 1] - t[p]);
+  Hi[n - 1] = 0;
+  for (int64_t p = n - 2; p >= 0; p--) Hi[p] = (Hi[p + 1] + W[p + 1]) * exp(t[p] - t[p + 1]);
 }
 
-/* ------------------------------------------------------------------------------------------------ prepare */
-
-/* LapSum thresholds: for k = 1..n-1 solve sum_i F(t_i - beta) = k in closed form on the bracketing interval
-** [t_{j-1}, t_j] (j = number of keys <= beta), referenced at the nearer end so no exponential overflows. */
-static void lapsum_thresholds(rl_softperm *sp) {
+static void lapsum_thresholds(rl_softperm *sp, const double *dgap) {
   int64_t n = sp->n;
   const double *t = sp->t, *lo1 = sp->lo1, *hi1 = sp->hi1;
   int64_t j = 0;
@@ -212,7 +250,7 @@ static void lapsum_thresholds(rl_softperm *sp) {
     while (j < n && 0.5 * lo1[j] + (double)(n - 1 - j) - 0.5 * (hi1[j] - 1.0) >= (double)k) j++;
     double A = j >= 1 ? lo1[j - 1] : 0.0, Bu = j <= n - 1 ? hi1[j] : 0.0;
     double g = (j >= 1 && j <= n - 1) ? t[j] - t[j - 1] : 0.0;
-    double ab = (j >= 1 && j <= n - 1) ? A * Bu * exp(-g) : 0.0;
+    double ab = (j >= 1 && j <= n - 1) ? A * Bu * dgap[j] : 0.0; /* dgap[j] = e^{-g} */
     double D = (double)(n - j - k), beta;
     if (D < 0)
       beta = t[j - 1] + log(A) - log(sqrt(D * D + ab) - D);
@@ -223,16 +261,41 @@ static void lapsum_thresholds(rl_softperm *sp) {
     int64_t q = n - 1 - k;
     sp->b[q] = beta;
     sp->cnt[q] = (int32_t)j;
-    double phi = 0;
-    if (j >= 1) phi += A * exp(t[j - 1] - beta);
-    if (j <= n - 1) phi += Bu * exp(beta - t[j]);
-    sp->phi[q] = 0.5 * phi;
+    /* sweep factors of the keys at this threshold, and phi_k = sum_i f(t_i - beta) */
+    double elo = j >= 1 ? exp(t[j - 1] - beta) : 0.0, ehi = j <= n - 1 ? exp(beta - t[j]) : 0.0;
+    sp->flo[q] = (real)elo;
+    sp->fhi[q] = (real)ehi;
+    sp->phi[q] = 0.5 * (A * elo + Bu * ehi);
   }
   /* cntq[p] = number of thresholds q with cnt[q] <= p (thresholds at or below key p) */
   int64_t q = 0;
   for (int64_t p = 0; p < n; p++) {
     while (q < n - 1 && sp->cnt[q] <= p) q++;
     sp->cntq[p] = (int32_t)q;
+  }
+}
+
+/* Factors of the threshold sweeps and of the rows of P X. Row j of P X is
+**   fac_j (Lo(beta_{j+1}) + Hi(beta_j)) + sum over the keys p between the two thresholds of mid_p x_p,
+** fac_j = (1 - e^{-(beta_j - beta_{j+1})}) / 2 and mid_p = 1 - e^{beta_{j+1} - t_p} / 2 - e^{t_p - beta_j} / 2
+** (beta_0 = +inf, beta_n = -inf): the two exponentials of mid_p are the factors of key p in the threshold sweep. */
+static void lapsum_factors(rl_softperm *sp) {
+  int64_t n = sp->n, nb = n - 1;
+  const double *t = sp->t, *b = sp->b;
+  sp->fbgap[0] = 0;
+  sp->rowfac[n - 1] = (real)0.5; /* row n-1 has no lower threshold */
+  sp->rowfac[0] = (real)0.5;     /* row 0 has no upper threshold */
+  for (int64_t q = 1; q < nb; q++) {
+    double em = expm1(b[q - 1] - b[q]);
+    sp->fbgap[q] = (real)(1.0 + em);
+    sp->rowfac[n - 1 - q] = (real)(-0.5 * em); /* row with thresholds b[q-1] (below) and b[q] (above) */
+  }
+  for (int64_t p = 0; p < n; p++) {
+    int64_t c = sp->cntq[p];
+    double elo = c >= 1 ? exp(b[c - 1] - t[p]) : 0.0, ehi = c <= nb - 1 ? exp(t[p] - b[c]) : 0.0;
+    sp->fblo[p] = (real)elo;
+    sp->fbhi[p] = (real)ehi;
+    sp->midcoef[p] = (real)(1.0 - 0.5 * elo - 0.5 * ehi);
   }
 }
 
@@ -252,158 +315,343 @@ void rl_softperm_prepare(rl_softperm *sp, int64_t n, const real *r, int64_t stri
   double sign = sp->descending ? -1.0 : 1.0, inv = sign / sp->temperature;
   for (int64_t p = 0; p < n; p++) sp->t[p] = inv * (double)r[(int64_t)sp->order[p] * stride];
   const double *t = sp->t;
+  double *dgap = sp->slo; /* scratch until a backward needs it: dgap[p] = e^{t[p-1] - t[p]} */
+  dgap[0] = 0;
+  for (int64_t p = 1; p < n; p++) dgap[p] = exp(t[p - 1] - t[p]);
+  for (int64_t p = 0; p < n; p++) sp->fgap[p] = (real)dgap[p];
   sp->lo1[0] = 1.0;
-  for (int64_t p = 1; p < n; p++) sp->lo1[p] = 1.0 + exp(t[p - 1] - t[p]) * sp->lo1[p - 1];
+  for (int64_t p = 1; p < n; p++) sp->lo1[p] = 1.0 + dgap[p] * sp->lo1[p - 1];
   sp->hi1[n - 1] = 1.0;
-  for (int64_t p = n - 2; p >= 0; p--) sp->hi1[p] = 1.0 + exp(t[p] - t[p + 1]) * sp->hi1[p + 1];
-  if (sp->method == RL_SOFT_LAPSUM)
-    lapsum_thresholds(sp);
-  else
+  for (int64_t p = n - 2; p >= 0; p--) sp->hi1[p] = 1.0 + dgap[p + 1] * sp->hi1[p + 1];
+  if (sp->method == RL_SOFT_LAPSUM) {
+    lapsum_thresholds(sp, dgap);
+    lapsum_factors(sp);
+  } else {
     for (int64_t p = 0; p < n; p++) sp->phi[p] = sp->lo1[p] + sp->hi1[p] - 1.0;
+  }
 }
 
-/* ------------------------------------------------------------------------------------------------ apply */
+/* ------------------------------------------------------------------------------------------------ block kernels */
 
-static void lapsum_apply(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, real *PX, int64_t ldp) {
-  int64_t n = sp->n;
-  const double *t = sp->t, *b = sp->b;
-  if (n > 1)
-    sweep_merged(t, n, X, ldx, sp->order, c, b, sp->cnt, n - 1, sp->lo, sp->hi, c, sp->acc);
-  for (int64_t jr = 0; jr < n; jr++) { /* row jr = p_{jr+1} - p_{jr}: thresholds beta_{jr+1} (below), beta_jr */
-    int has_lo = jr <= n - 2, has_hi = jr >= 1;
-    int64_t q_lo = n - 2 - jr, q_hi = n - 1 - jr;
-    real *out = PX + jr * ldp;
-    double fac = 0.5;
-    if (has_lo && has_hi) fac = -0.5 * expm1(b[q_lo] - b[q_hi]);
-    const real *L = has_lo ? sp->lo + q_lo * c : NULL, *H = has_hi ? sp->hi + q_hi * c : NULL;
-    real f = (real)fac;
-    if (L && H)
-      for (int64_t k = 0; k < c; k++) out[k] = f * (L[k] + H[k]);
-    else if (L)
-      for (int64_t k = 0; k < c; k++) out[k] = f * L[k];
-    else if (H)
-      for (int64_t k = 0; k < c; k++) out[k] = f * H[k];
-    else
-      memset(out, 0, (size_t)c * sizeof(real));
-    int64_t p0 = has_lo ? sp->cnt[q_lo] : 0, p1 = has_hi ? sp->cnt[q_hi] : n;
-    for (int64_t p = p0; p < p1; p++) { /* keys between the two thresholds */
-      double coef = 1.0;
-      if (has_lo) coef -= 0.5 * exp(b[q_lo] - t[p]);
-      if (has_hi) coef -= 0.5 * exp(t[p] - b[q_hi]);
-      const real *xp = X + (int64_t)sp->order[p] * ldx;
-      real cf = (real)coef;
-      for (int64_t k = 0; k < c; k++) out[k] += cf * xp[k];
+/* The kernels work on exactly RL_SOFTPERM_BLOCK columns held as NVEC vectors (narrower blocks are zero-padded by
+** rl_softperm_block). Each does at most four passes over the keys:
+**   1 (ascending)  one-sided sums from below, stored (lo);
+**   2 (descending) sums from above kept in registers, combined at once into the rows of P X, which go straight to
+**                  their consumers (PX, Y, the dot with G) together with the backward's per-row scalars;
+**   3, 4 (backward only) the same two passes over the upstream gradient G. */
+
+static inline real vsum(rl_vec v) {
+  real s = 0;
+  for (int k = 0; k < LANES; k++) s += v[k];
+  return s;
+}
+
+typedef struct block_io {
+  const real *X, *G;
+  int64_t ldx, ldg;
+  real *PX, *Y, *gX;
+  int64_t ldp, ldy, ldgx;
+  real yscale, scale;
+  double *dot;
+  int grad;
+} block_io;
+
+#define VLOOP _Pragma("GCC unroll 4") for (int v = 0; v < NVEC; v++)
+#define AT(ptr, v) ((ptr) + (v) * LANES)
+
+/* Row outputs shared by both kernels: PX, Y += yscale row, dot += <row, G_row>. */
+static inline void emit_row(const block_io *io, int64_t row, const rl_vec *o) {
+  if (io->PX) {
+    real *d = io->PX + row * io->ldp;
+    VLOOP vstore(AT(d, v), o[v]);
+  }
+  if (io->Y) {
+    real *d = io->Y + row * io->ldy;
+    VLOOP vstore(AT(d, v), vload(AT(d, v)) + io->yscale * o[v]);
+  }
+  if (io->dot) {
+    const real *g = io->G + row * io->ldg;
+    rl_vec acc = {0};
+    VLOOP acc += o[v] * vload(AT(g, v));
+    *io->dot += (double)vsum(acc);
+  }
+}
+
+RL_KERNEL static void lapsum_kernel(rl_softperm *sp, const block_io *io) {
+  const int64_t n = sp->n, B = RL_SOFTPERM_BLOCK, ldx = io->ldx, ldg = io->ldg;
+  const real *X = io->X, *G = io->G;
+  const int32_t *order = sp->order, *cnt = sp->cnt, *cntq = sp->cntq;
+  rl_vec a[NVEC];
+  /* pass 1: lo[q] = sum over keys p < cnt[q] of e^{-(b_q - t_p)} x_p */
+  VLOOP a[v] = (rl_vec){0};
+  int64_t p = 0;
+  for (int64_t q = 0; q < n - 1; q++) {
+    for (; p < cnt[q]; p++) {
+      const real *x = X + (int64_t)order[p] * ldx;
+      real f = sp->fgap[p];
+      VLOOP a[v] = a[v] * f + vload(AT(x, v));
+    }
+    real *d = sp->lo + q * B, f = sp->flo[q];
+    VLOOP vstore(AT(d, v), a[v] * f);
+  }
+  /* pass 2: thresholds from the top (q = n-1 stands for beta_0 = +inf); row jr = n-1-q of P X is
+  ** rowfac (lo[q-1] + hi[q]) + sum of midcoef_p x_p over the keys between thresholds q-1 and q */
+  VLOOP a[v] = (rl_vec){0};
+  p = n - 1;
+  for (int64_t q = n - 1; q >= 0; q--) {
+    int64_t jr = n - 1 - q;
+    rl_vec hv[NVEC], o[NVEC];
+    real fh = q <= n - 2 ? sp->fhi[q] : 0;
+    VLOOP {
+      hv[v] = a[v] * fh;
+      o[v] = (rl_vec){0};
+    }
+    int64_t lo_end = q >= 1 ? cnt[q - 1] : 0;
+    for (; p >= lo_end; p--) {
+      const real *x = X + (int64_t)order[p] * ldx;
+      real f = p == n - 1 ? 0 : sp->fgap[p + 1], mc = sp->midcoef[p];
+      VLOOP {
+        rl_vec xv = vload(AT(x, v));
+        o[v] += mc * xv;
+        a[v] = a[v] * f + xv;
+      }
+    }
+    real rf = sp->rowfac[jr];
+    if (q >= 1) {
+      const real *L = sp->lo + (q - 1) * B;
+      VLOOP o[v] += rf * (vload(AT(L, v)) + hv[v]);
+    } else {
+      VLOOP o[v] += rf * hv[v];
+    }
+    emit_row(io, jr, o);
+    if (io->grad && q <= n - 2) { /* c_k (x2) = <G_{k-1} - G_k, lo_q + hi_q>, k = jr */
+      const real *L = sp->lo + q * B, *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
+      rl_vec ck = {0};
+      VLOOP ck += (vload(AT(g0, v)) - vload(AT(g1, v))) * (vload(AT(L, v)) + hv[v]);
+      sp->sa[q] += (double)vsum(ck);
     }
   }
-}
-
-static void softsort_apply(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, real *PX, int64_t ldp) {
-  int64_t n = sp->n;
-  sweep_self(sp->t, n, X, ldx, sp->order, c, sp->lo, sp->hi, c);
-  for (int64_t p = 0; p < n; p++) {
-    const real *xp = X + (int64_t)sp->order[p] * ldx, *L = sp->lo + p * c, *H = sp->hi + p * c;
-    real *out = PX + p * ldp, inv = (real)(1.0 / sp->phi[p]);
-    for (int64_t k = 0; k < c; k++) out[k] = (xp[k] + L[k] + H[k]) * inv;
+  if (!io->grad) return;
+  /* pass 3: thresholds as points with weights H_q = G_{jr-1} - G_jr (jr = n-1-q), keys as queries:
+  ** lo2[p] = sum over thresholds below key p */
+  VLOOP a[v] = (rl_vec){0};
+  int64_t q = 0;
+  for (p = 0; p < n; p++) {
+    for (; q < cntq[p]; q++) {
+      int64_t jr = n - 1 - q;
+      const real *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
+      real f = sp->fbgap[q];
+      VLOOP a[v] = a[v] * f + (vload(AT(g0, v)) - vload(AT(g1, v)));
+    }
+    real *d = sp->lo2 + p * B, f = sp->fblo[p];
+    VLOOP vstore(AT(d, v), a[v] * f);
+  }
+  /* pass 4: sums from above; key gradient part <x_p, lo2 + hi2> and P^T G = G_{K-1} + (hi2 - lo2) / 2 */
+  VLOOP a[v] = (rl_vec){0};
+  q = n - 2;
+  rl_vec half = (rl_vec){0} + (real)0.5;
+  for (p = n - 1; p >= 0; p--) {
+    for (; q >= cntq[p]; q--) {
+      int64_t jr = n - 1 - q;
+      const real *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
+      real f = q == n - 2 ? 0 : sp->fbgap[q + 1];
+      VLOOP a[v] = a[v] * f + (vload(AT(g0, v)) - vload(AT(g1, v)));
+    }
+    int64_t i = order[p];
+    const real *x = X + i * ldx, *L2 = sp->lo2 + p * B;
+    real fh = sp->fbhi[p];
+    rl_vec acc = {0};
+    if (io->gX) {
+      const real *gk = G + (n - 1 - (int64_t)cntq[p]) * ldg;
+      real *gx = io->gX + i * io->ldgx, sc = io->scale;
+      VLOOP {
+        rl_vec h2 = a[v] * fh, l2 = vload(AT(L2, v));
+        acc += vload(AT(x, v)) * (l2 + h2);
+        vstore(AT(gx, v), vload(AT(gx, v)) + sc * (vload(AT(gk, v)) + half * (h2 - l2)));
+      }
+    } else {
+      VLOOP acc += vload(AT(x, v)) * (vload(AT(L2, v)) + a[v] * fh);
+    }
+    sp->grt[p] += (double)vsum(acc);
   }
 }
+
+RL_KERNEL static void softsort_kernel(rl_softperm *sp, const block_io *io) {
+  const int64_t n = sp->n, B = RL_SOFTPERM_BLOCK, ldx = io->ldx, ldg = io->ldg;
+  const real *X = io->X, *G = io->G;
+  const int32_t *order = sp->order;
+  rl_vec a[NVEC];
+  /* pass 1: lo[p] = sum over keys p' < p of e^{-(t_p - t_p')} x_p' */
+  VLOOP a[v] = (rl_vec){0};
+  VLOOP vstore(AT(sp->lo, v), a[v]);
+  for (int64_t p = 1; p < n; p++) {
+    const real *x = X + (int64_t)order[p - 1] * ldx;
+    real *d = sp->lo + p * B, f = sp->fgap[p];
+    VLOOP vstore(AT(d, v), a[v] = (a[v] + vload(AT(x, v))) * f);
+  }
+  /* pass 2: rows (x_p + lo_p + hi_p) / Z_p with hi in registers; backward scalars a_p Z_p, s_p */
+  VLOOP a[v] = (rl_vec){0};
+  for (int64_t p = n - 1; p >= 0; p--) {
+    const real *x = X + (int64_t)order[p] * ldx, *L = sp->lo + p * B;
+    real invz = (real)(1.0 / sp->phi[p]);
+    rl_vec o[NVEC], xs[NVEC];
+    VLOOP {
+      xs[v] = vload(AT(x, v));
+      o[v] = (xs[v] + vload(AT(L, v)) + a[v]) * invz;
+    }
+    emit_row(io, p, o);
+    if (io->grad) {
+      const real *g = G + p * ldg;
+      rl_vec ra = {0}, rs = {0};
+      VLOOP {
+        rl_vec gv = vload(AT(g, v)), l = vload(AT(L, v));
+        ra += gv * (xs[v] + l + a[v]);
+        rs += gv * (l - a[v]);
+      }
+      sp->sa[p] += (double)vsum(ra);
+      sp->sb[p] += (double)vsum(rs);
+    }
+    real f = p >= 1 ? sp->fgap[p] : 0;
+    VLOOP a[v] = (a[v] + xs[v]) * f;
+  }
+  if (!io->grad) return;
+  /* passes 3, 4: the strict sums of W_p = G_p / Z_p; key gradient part <x_p, hi2 - lo2>, P^T G = W + lo2 + hi2 */
+  VLOOP a[v] = (rl_vec){0};
+  VLOOP vstore(AT(sp->lo2, v), a[v]);
+  for (int64_t p = 1; p < n; p++) {
+    const real *g = G + (p - 1) * ldg;
+    real *d = sp->lo2 + p * B, f = sp->fgap[p], iz = (real)(1.0 / sp->phi[p - 1]);
+    VLOOP vstore(AT(d, v), a[v] = (a[v] + iz * vload(AT(g, v))) * f);
+  }
+  VLOOP a[v] = (rl_vec){0};
+  for (int64_t p = n - 1; p >= 0; p--) {
+    int64_t i = order[p];
+    const real *x = X + i * ldx, *L2 = sp->lo2 + p * B, *g = G + p * ldg;
+    real iz = (real)(1.0 / sp->phi[p]);
+    rl_vec acc = {0}, w[NVEC];
+    VLOOP w[v] = iz * vload(AT(g, v));
+    if (io->gX) {
+      real *gx = io->gX + i * io->ldgx, sc = io->scale;
+      VLOOP {
+        rl_vec l2 = vload(AT(L2, v));
+        acc += vload(AT(x, v)) * (a[v] - l2);
+        vstore(AT(gx, v), vload(AT(gx, v)) + sc * (w[v] + l2 + a[v]));
+      }
+    } else {
+      VLOOP acc += vload(AT(x, v)) * (a[v] - vload(AT(L2, v)));
+    }
+    sp->grt[p] += (double)vsum(acc);
+    real f = p >= 1 ? sp->fgap[p] : 0;
+    VLOOP a[v] = (a[v] + w[v]) * f;
+  }
+}
+
+/* Copies columns [0, cb) of n rows (stride lda) into the zero-padded n x RL_SOFTPERM_BLOCK pad. */
+static void pad_in(int64_t n, int64_t cb, const real *A, int64_t lda, real *pad) {
+  for (int64_t i = 0; i < n; i++) {
+    real *d = pad + i * RL_SOFTPERM_BLOCK;
+    memcpy(d, A + i * lda, (size_t)cb * sizeof(real));
+    memset(d + cb, 0, (size_t)(RL_SOFTPERM_BLOCK - cb) * sizeof(real));
+  }
+}
+
+static void pad_add(int64_t n, int64_t cb, const real *pad, real *A, int64_t lda) {
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t k = 0; k < cb; k++) A[i * lda + k] += pad[i * RL_SOFTPERM_BLOCK + k];
+}
+
+void rl_softperm_block(rl_softperm *sp, int64_t cb, const rl_softperm_io *in) {
+  int64_t n = sp->n, B = RL_SOFTPERM_BLOCK;
+  block_io io = {in->X, in->G, in->ldx, in->ldg, in->PX, in->Y, in->grad_X, in->ldp, in->ldy, in->ldgx,
+                 in->yscale, in->scale, in->dot, in->grad};
+  if (!io.G) io.dot = NULL, io.grad = 0;
+  if (!io.grad) io.gX = NULL;
+  if (cb < B) { /* narrow block: zero-padded copies in, padded outputs added back */
+    pad_in(n, cb, io.X, io.ldx, sp->xpad);
+    io.X = sp->xpad;
+    io.ldx = B;
+    if (io.G) {
+      pad_in(n, cb, io.G, io.ldg, sp->gpad);
+      io.G = sp->gpad;
+      io.ldg = B;
+    }
+    if (io.PX) memset(sp->pxpad, 0, (size_t)(n * B) * sizeof(real)), io.PX = sp->pxpad, io.ldp = B;
+    if (io.Y) memset(sp->ypad, 0, (size_t)(n * B) * sizeof(real)), io.Y = sp->ypad, io.ldy = B;
+    if (io.gX) memset(sp->gxpad, 0, (size_t)(n * B) * sizeof(real)), io.gX = sp->gxpad, io.ldgx = B;
+  }
+  if (sp->method == RL_SOFT_LAPSUM)
+    lapsum_kernel(sp, &io);
+  else
+    softsort_kernel(sp, &io);
+  if (cb < B) {
+    if (in->PX)
+      for (int64_t i = 0; i < n; i++) memcpy(in->PX + i * in->ldp, sp->pxpad + i * B, (size_t)cb * sizeof(real));
+    if (io.Y) pad_add(n, cb, sp->ypad, in->Y, in->ldy);
+    if (io.gX) pad_add(n, cb, sp->gxpad, in->grad_X, in->ldgx);
+  }
+}
+
+/* ------------------------------------------------------------------------------------------------ whole matrices */
 
 void rl_softperm_apply(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, real *PX, int64_t ldp) {
-  sp->c = c;
-  if (sp->method == RL_SOFT_LAPSUM)
-    lapsum_apply(sp, c, X, ldx, PX, ldp);
-  else
-    softsort_apply(sp, c, X, ldx, PX, ldp);
+  for (int64_t c0 = 0; c0 < c; c0 += RL_SOFTPERM_BLOCK) {
+    int64_t cb = c - c0 < RL_SOFTPERM_BLOCK ? c - c0 : RL_SOFTPERM_BLOCK;
+    rl_softperm_io io = {0};
+    io.X = X + c0;
+    io.ldx = ldx;
+    io.PX = PX + c0;
+    io.ldp = ldp;
+    rl_softperm_block(sp, cb, &io);
+  }
 }
 
-/* ------------------------------------------------------------------------------------------------ backward */
+void rl_softperm_backward_begin(rl_softperm *sp) {
+  size_t bytes = (size_t)sp->n * sizeof(double);
+  memset(sp->sa, 0, bytes);
+  memset(sp->sb, 0, bytes);
+  memset(sp->grt, 0, bytes);
+}
 
-static void lapsum_backward(rl_softperm *sp, const real *X, int64_t ldx, const real *G, int64_t ldg, real scale,
-                            real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx) {
-  int64_t n = sp->n, c = sp->c, cw = c + 1;
-  const double *t = sp->t;
-  if (n == 1) {
-    if (grad_X) {
-      real *gx = grad_X + (int64_t)sp->order[0] * ldgx;
-      for (int64_t k = 0; k < c; k++) gx[k] += scale * G[k];
-    }
+void rl_softperm_backward_end(rl_softperm *sp, real scale, real *grad_r, int64_t gstride) {
+  if (!grad_r) return;
+  int64_t n = sp->n;
+  double rs = (double)scale * (sp->descending ? -1.0 : 1.0) / sp->temperature;
+  if (sp->method == RL_SOFT_LAPSUM) {
+    if (n == 1) return;
+    /* d/ds_p = <x_p, sum_k f_{k,p} H_k> - sum_k f_{k,p} c_k / phi_k (both sums accumulated doubled) */
+    for (int64_t q = 0; q < n - 1; q++) sp->sw[q] = 0.5 * sp->sa[q] / sp->phi[q];
+    ssweep_merged(sp->b, n - 1, sp->sw, sp->t, sp->cntq, n, sp->slo, sp->shi);
+    for (int64_t p = 0; p < n; p++)
+      grad_r[(int64_t)sp->order[p] * gstride] += (real)(rs * 0.5 * (sp->grt[p] - sp->slo[p] - sp->shi[p]));
     return;
   }
-  /* weights at threshold q (k = n-1-q): H_k = G_{k-1} - G_k and c_k / phi_k, c_k = <H_k, sum_i f_{k,i} x_i> */
-  for (int64_t q = 0; q < n - 1; q++) {
-    int64_t k = n - 1 - q;
-    const real *g0 = G + (k - 1) * ldg, *g1 = G + k * ldg, *L = sp->lo + q * c, *H = sp->hi + q * c;
-    real *wq = sp->w + q * cw;
-    double ck = 0;
-    for (int64_t m = 0; m < c; m++) {
-      wq[m] = g0[m] - g1[m];
-      ck += (double)wq[m] * 0.5 * ((double)L[m] + (double)H[m]);
-    }
-    wq[c] = (real)(ck / sp->phi[q]);
-  }
-  sweep_merged(sp->b, n - 1, sp->w, cw, NULL, cw, t, sp->cntq, n, sp->lo2, sp->hi2, cw, sp->acc);
-  double rs = (double)scale * (sp->descending ? -1.0 : 1.0) / sp->temperature;
+  /* d/ds_i = sum_k sgn(s_hat_k - s_i) K_ki (g_ki - a_k) / Z_k  (s_i as a column)
+  **        - (1/Z_p) (s_p - a_p (lo_p - hi_p))                  (s_i as the sorted value s_hat_p) */
+  for (int64_t p = 0; p < n; p++) sp->sw[p] = sp->sa[p] / (sp->phi[p] * sp->phi[p]);
+  ssweep_self(sp->t, n, sp->sw, sp->slo, sp->shi);
   for (int64_t p = 0; p < n; p++) {
-    const real *L = sp->lo2 + p * cw, *H = sp->hi2 + p * cw;
-    int64_t i = sp->order[p];
-    if (grad_r) {
-      const real *xp = X + i * ldx;
-      double g = 0;
-      for (int64_t m = 0; m < c; m++) g += (double)xp[m] * 0.5 * ((double)L[m] + (double)H[m]);
-      g -= 0.5 * ((double)L[c] + (double)H[c]);
-      grad_r[i * gstride] += (real)(rs * g);
-    }
-    if (grad_X) {
-      const real *gk = G + (n - 1 - (int64_t)sp->cntq[p]) * ldg;
-      real *gx = grad_X + i * ldgx, h = (real)0.5;
-      for (int64_t m = 0; m < c; m++) gx[m] += scale * (gk[m] + h * (H[m] - L[m]));
-    }
+    double a = sp->sa[p] / sp->phi[p], ones = sp->lo1[p] - sp->hi1[p];
+    double sorted = -(sp->sb[p] - a * ones) / sp->phi[p];
+    double g = sp->grt[p] - (sp->shi[p] - sp->slo[p]) + sorted;
+    grad_r[(int64_t)sp->order[p] * gstride] += (real)(rs * g);
   }
 }
 
-static void softsort_backward(rl_softperm *sp, const real *X, int64_t ldx, const real *G, int64_t ldg, real scale,
-                              real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx) {
-  int64_t n = sp->n, c = sp->c, cw = c + 1;
-  double *sorted_term = sp->b; /* thresholds are LapSum-only: b holds the d/d s_hat_p term here */
-  /* weights [G_p / Z_p, a_p / Z_p] with a_p = <G_p, (P X)_p>; the strict sums of the forward give (P X)_p */
-  for (int64_t p = 0; p < n; p++) {
-    const real *xp = X + (int64_t)sp->order[p] * ldx, *L = sp->lo + p * c, *H = sp->hi + p * c, *gp = G + p * ldg;
-    double invz = 1.0 / sp->phi[p], a = 0, s = 0;
-    real *wp = sp->w + p * cw;
-    for (int64_t m = 0; m < c; m++) {
-      a += (double)gp[m] * ((double)xp[m] + (double)L[m] + (double)H[m]);
-      s += (double)gp[m] * ((double)L[m] - (double)H[m]);
-      wp[m] = (real)((double)gp[m] * invz);
-    }
-    a *= invz;
-    wp[c] = (real)(a * invz);
-    /* key p as the sorted value s_hat_p: -(1/Z_p) (<G_p, Lo_p - Hi_p> - a_p (lo_p - hi_p)), strict ones-sums */
-    double ones = (sp->lo1[p] - 1.0) - (sp->hi1[p] - 1.0);
-    sorted_term[p] = -(s - a * ones) * invz;
+void rl_softperm_backward(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, const real *G, int64_t ldg,
+                          real scale, real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx) {
+  rl_softperm_backward_begin(sp);
+  for (int64_t c0 = 0; c0 < c; c0 += RL_SOFTPERM_BLOCK) {
+    int64_t cb = c - c0 < RL_SOFTPERM_BLOCK ? c - c0 : RL_SOFTPERM_BLOCK;
+    rl_softperm_io io = {0};
+    io.X = X + c0;
+    io.ldx = ldx;
+    io.G = G + c0;
+    io.ldg = ldg;
+    io.grad = 1;
+    io.scale = scale;
+    io.grad_X = grad_X ? grad_X + c0 : NULL;
+    io.ldgx = ldgx;
+    rl_softperm_block(sp, cb, &io);
   }
-  sweep_self(sp->t, n, sp->w, cw, NULL, cw, sp->lo2, sp->hi2, cw);
-  double rs = (double)scale * (sp->descending ? -1.0 : 1.0) / sp->temperature;
-  for (int64_t p = 0; p < n; p++) {
-    const real *L = sp->lo2 + p * cw, *H = sp->hi2 + p * cw;
-    int64_t i = sp->order[p];
-    if (grad_r) { /* key p as a column s_i: sum_k sgn(s_hat_k - s_i) K (g_ki - a_k) / Z_k */
-      const real *xp = X + i * ldx;
-      double g = 0;
-      for (int64_t m = 0; m < c; m++) g += (double)xp[m] * ((double)H[m] - (double)L[m]);
-      g -= (double)H[c] - (double)L[c];
-      grad_r[i * gstride] += (real)(rs * (g + sorted_term[p]));
-    }
-    if (grad_X) {
-      const real *gp = G + p * ldg;
-      real *gx = grad_X + i * ldgx, invz = (real)(1.0 / sp->phi[p]);
-      for (int64_t m = 0; m < c; m++) gx[m] += scale * (gp[m] * invz + L[m] + H[m]);
-    }
-  }
-}
-
-void rl_softperm_backward(rl_softperm *sp, const real *X, int64_t ldx, const real *G, int64_t ldg, real scale,
-                          real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx) {
-  if (sp->method == RL_SOFT_LAPSUM)
-    lapsum_backward(sp, X, ldx, G, ldg, scale, grad_r, gstride, grad_X, ldgx);
-  else
-    softsort_backward(sp, X, ldx, G, ldg, scale, grad_r, gstride, grad_X, ldgx);
+  rl_softperm_backward_end(sp, scale, grad_r, gstride);
 }

@@ -27,12 +27,16 @@ size_t rl_argsort_bytes(int64_t n);
 ** n < 2^31. Does not modify v. */
 void rl_argsort(const real *v, int64_t stride, int64_t n, int32_t *order, void *scratch);
 
+/* Columns per block: the sums of one block of columns stay in cache (operators process matrices block by block);
+** the block kernels hold one row of a block in registers. */
+#define RL_SOFTPERM_BLOCK ((int)(128 / sizeof(real))) /* 32 floats, 16 doubles */
+
 typedef struct rl_softperm {
   int method;          /* RL_SOFT_SOFTSORT or RL_SOFT_LAPSUM */
   int descending;      /* 1: sort keys are -r / T */
   double temperature;  /* T > 0 (LapSum's alpha, SoftSort's tau) */
-  int64_t cap_n, cap_c; /* the memory holds problems up to cap_n values and cap_c columns */
-  int64_t n, c;        /* the prepared problem and the width of the last apply */
+  int64_t cap_n;       /* the memory holds problems up to cap_n values (any number of columns) */
+  int64_t n;           /* size of the prepared problem */
   int32_t *order;      /* order[p]: index (into r) of the p-th smallest key */
   int32_t *cnt;        /* LapSum: cnt[q] = number of keys <= threshold q */
   int32_t *cntq;       /* LapSum: cntq[p] = number of thresholds <= key p */
@@ -40,31 +44,60 @@ typedef struct rl_softperm {
   double *b;           /* LapSum thresholds, ascending (b[q] = beta_{n-1-q}) */
   double *phi;         /* LapSum: sum_i f(s_i - b_q) per threshold; SoftSort: row normaliser Z_p */
   double *lo1, *hi1;   /* inclusive one-sided sums of exp(-|t_p - t_i|) over i <= p and i >= p */
-  real *lo, *hi;       /* one-sided sums of the last apply (cap_n x cap_c) */
-  real *lo2, *hi2, *w; /* backward sums and weights (cap_n x (cap_c + 1)) */
-  real *acc;           /* cap_c + 1 running sums */
+  double *sa, *sb, *grt, *sw, *slo, *shi; /* backward: scalar accumulators and scalar sweeps */
+  real *fgap, *flo, *fhi;    /* exponential factors of the key sweeps (computed once in prepare) */
+  real *fbgap, *fblo, *fbhi; /* LapSum: factors of the threshold sweeps */
+  real *rowfac, *midcoef;    /* LapSum: row factors of P X */
+  real *lo, *lo2;            /* one-sided sums of one block (cap_n x RL_SOFTPERM_BLOCK) */
+  real *xpad, *gpad, *pxpad, *ypad, *gxpad; /* zero-padded copies for blocks narrower than RL_SOFTPERM_BLOCK */
   void *sort_scratch;
 } rl_softperm;
 
 /* Checks a method / temperature pair (RL_EINVAL with a message on a bad one). */
 int rl_softperm_check(int method, double temperature);
 
-/* Bytes of caller memory for an operator of up to n values applied to matrices of up to c columns. */
+/* Bytes of caller memory for an operator of up to n values, applied to matrices of any width (c is unused: the
+** operator works on blocks of RL_SOFTPERM_BLOCK columns). */
 size_t rl_softperm_bytes(int64_t n, int64_t c);
-/* Lays the operator out in mem (rl_softperm_bytes(n, c) bytes, any alignment of 8 or more). */
+/* Lays the operator out in mem (rl_softperm_bytes(n, c) bytes, 8-byte aligned or better). */
 void rl_softperm_init(rl_softperm *sp, int method, double temperature, int descending, int64_t n, int64_t c,
                       void *mem);
 
-/* Sorts the n values r[0], r[stride], ... (n <= cap_n) and computes the thresholds. order_asc, if not NULL, is a
-** precomputed stable ascending argsort of r (saves the sort). */
+/* Sorts the n values r[0], r[stride], ... (n <= cap_n), computes the thresholds and every exponential factor.
+** order_asc, if not NULL, is a precomputed stable ascending argsort of r (saves the sort). */
 void rl_softperm_prepare(rl_softperm *sp, int64_t n, const real *r, int64_t stride, const int32_t *order_asc);
 
-/* PX (n x c, rows in P's order) = P X, X n x c in r's order (c <= cap_c). Keeps the sums for backward. */
+/* PX (n x c, rows in P's order) = P X, X n x c in r's order. */
 void rl_softperm_apply(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, real *PX, int64_t ldp);
 
-/* Gradients of scale * <G, P X> for the X of the last apply: grad_r[i * gstride] += d/dr_i (may be NULL) and
-** grad_X += scale * P^T G (may be NULL). G is n x c in P's row order. */
-void rl_softperm_backward(rl_softperm *sp, const real *X, int64_t ldx, const real *G, int64_t ldg, real scale,
-                          real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx);
+/* Gradients of scale * <G, P X> (G n x c in P's row order): grad_r[i * gstride] += d/dr_i (may be NULL) and
+** grad_X += scale * P^T G (may be NULL). */
+void rl_softperm_backward(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, const real *G, int64_t ldg,
+                          real scale, real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx);
+
+/* One block of columns in one go (every pointer at the block's first column; all but X optional):
+**   PX = P X;  Y += yscale P X;  *dot += <P X, G>;  and with grad = 1 (between backward_begin and backward_end):
+**   grad_X += scale P^T G and the partial sums of the key gradient of <G, P X>. */
+typedef struct rl_softperm_io {
+  const real *X;  /* n x cb, rows in r's order */
+  int64_t ldx;
+  const real *G;  /* n x cb, rows in P's order: partner of the dot and the backward's upstream gradient */
+  int64_t ldg;
+  real *PX;
+  int64_t ldp;
+  real *Y;
+  int64_t ldy;
+  real yscale;
+  double *dot;
+  int grad;
+  real scale;
+  real *grad_X;
+  int64_t ldgx;
+} rl_softperm_io;
+
+void rl_softperm_block(rl_softperm *sp, int64_t cb, const rl_softperm_io *io);
+void rl_softperm_backward_begin(rl_softperm *sp);
+/* Adds scale * d<G, P X>/dr (accumulated over the blocks since backward_begin) to grad_r. */
+void rl_softperm_backward_end(rl_softperm *sp, real scale, real *grad_r, int64_t gstride);
 
 #endif

@@ -88,6 +88,14 @@ typedef struct rl_swe rl_swe;
 /* The SWGG part of a C-SWE training forward, after the embedding (cswe.c). */
 int rl_cswe_train_forward(rl_swe *s, const rl_batch *in);
 
+/* Indices of the module's workspaces (rl_swe.ws). */
+enum {
+  SWE_WS_PROJ, SWE_WS_RPROJ, SWE_WS_PERM, SWE_WS_RORDER, SWE_WS_PAIR, SWE_WS_EMB, SWE_WS_GS, SWE_WS_GRP,
+  SWE_WS_GSSWGG, SWE_WS_GRPSWGG, SWE_WS_GXSWGG, SWE_WS_GRSWGG, SWE_WS_THREAD,
+  SWE_WS_XT, SWE_WS_RT, SWE_WS_GXT, SWE_WS_GRT, SWE_WS_PR, SWE_WS_Y, SWE_WS_REFOP, SWE_WS_COSTS, SWE_WS_MISC,
+  SWE_WS_THREADSWGG, SWE_WS_TOUCHED, SWE_WS_COUNT
+};
+
 struct rl_swe {
   rl_module base;
   rl_swe_config cfg;
@@ -122,15 +130,9 @@ struct rl_swe {
   char *thread_mem;
   size_t thread_bytes;
   int nthreads;
-  rl_workspace ws[24];
+  rl_workspace ws[SWE_WS_COUNT];
 };
 
-/* Indices of the workspaces above (rl_swe.ws). */
-enum {
-  SWE_WS_PROJ, SWE_WS_RPROJ, SWE_WS_PERM, SWE_WS_RORDER, SWE_WS_PAIR, SWE_WS_EMB, SWE_WS_GS, SWE_WS_GRP,
-  SWE_WS_GSSWGG, SWE_WS_GRPSWGG, SWE_WS_GXSWGG, SWE_WS_GRSWGG, SWE_WS_THREAD,
-  SWE_WS_XT, SWE_WS_RT, SWE_WS_GXT, SWE_WS_GRT, SWE_WS_PR, SWE_WS_Y, SWE_WS_REFOP, SWE_WS_COSTS, SWE_WS_MISC
-};
 
 /* Allocation of the shared struct with fresh parameters (ops: pool_swe's or pool_cswe's), and the embedding ops
 ** pool_cswe reuses under its own kind name. */

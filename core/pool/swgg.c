@@ -56,6 +56,7 @@ void rl_interp_apply(const rl_interp *U, int rev, int64_t c, const real *X, int6
     }
     const real *xa = X + a * ldx, *xb = X + b * ldx;
     real w = U->w[jj], v = 1 - w;
+#pragma omp simd
     for (int64_t k = 0; k < c; k++) y[k] = v * xa[k] + w * xb[k];
   }
 }
@@ -66,6 +67,7 @@ void rl_interp_apply_t(const rl_interp *U, int rev, int64_t c, const real *Y, in
     const real *y = Y + j * ldy;
     if (n == m) {
       real *x = X + j * ldx;
+#pragma omp simd
       for (int64_t k = 0; k < c; k++) x[k] += y[k];
       continue;
     }
@@ -76,6 +78,7 @@ void rl_interp_apply_t(const rl_interp *U, int rev, int64_t c, const real *Y, in
     }
     real *xa = X + a * ldx, *xb = X + b * ldx;
     real w = U->w[jj], v = 1 - w;
+#pragma omp simd
     for (int64_t k = 0; k < c; k++) {
       xa[k] += v * y[k];
       xb[k] += w * y[k];
@@ -86,12 +89,13 @@ void rl_interp_apply_t(const rl_interp *U, int rev, int64_t c, const real *Y, in
 /* ------------------------------------------------------------------------------------------------ hard */
 
 static double sqdist(const real *a, const real *b, int64_t d) {
-  double s = 0;
+  real s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t k = 0; k < d; k++) {
-    double t = (double)a[k] - (double)b[k];
+    real t = a[k] - b[k];
     s += t * t;
   }
-  return s;
+  return (double)s;
 }
 
 double rl_swgg_hard(const rl_interp *U, int64_t d, const real *X, int64_t ldx, const int32_t *xorder, const real *R,
@@ -113,53 +117,120 @@ double rl_swgg_hard(const rl_interp *U, int64_t d, const real *X, int64_t ldx, c
 
 /* ------------------------------------------------------------------------------------------------ soft */
 
-size_t rl_swgg_soft_bytes(int64_t n, int64_t m, int64_t c) {
-  return align_up(rl_softperm_bytes(n, c)) + 2 * align_up((size_t)(n * c) * sizeof(real)) +
-         align_up((size_t)(m * c) * sizeof(real));
+void rl_swgg_panels_apply(rl_softperm *sp, int64_t nb, const real *A, int64_t as, real *PA, int64_t ps) {
+  for (int64_t k = 0; k < nb; k++) {
+    rl_softperm_io io = {0};
+    io.X = A + k * as;
+    io.ldx = RL_SOFTPERM_BLOCK;
+    io.PX = PA + k * ps;
+    io.ldp = RL_SOFTPERM_BLOCK;
+    rl_softperm_block(sp, RL_SOFTPERM_BLOCK, &io);
+  }
 }
 
-void rl_swgg_soft_init(rl_swgg_soft *w, int method, double temperature, int64_t n, int64_t m, int64_t c, void *mem) {
+void rl_swgg_panels_backward(rl_softperm *sp, int64_t nb, const real *A, int64_t as, const real *G, int64_t gs,
+                             real *grad_r, int64_t rstride, real *grad_A, int64_t gas) {
+  rl_softperm_backward_begin(sp);
+  for (int64_t k = 0; k < nb; k++) {
+    rl_softperm_io io = {0};
+    io.X = A + k * as;
+    io.ldx = RL_SOFTPERM_BLOCK;
+    io.G = G + k * gs;
+    io.ldg = RL_SOFTPERM_BLOCK;
+    io.grad = 1;
+    io.scale = 1;
+    io.grad_X = grad_A + k * gas;
+    io.ldgx = RL_SOFTPERM_BLOCK;
+    rl_softperm_block(sp, RL_SOFTPERM_BLOCK, &io);
+  }
+  rl_softperm_backward_end(sp, 1, grad_r, rstride);
+}
+
+size_t rl_swgg_soft_bytes(int64_t n, int64_t m) {
+  size_t cb = RL_SOFTPERM_BLOCK;
+  return align_up(rl_softperm_bytes(n, cb)) + 2 * align_up((size_t)n * cb * sizeof(real)) +
+         align_up((size_t)m * cb * sizeof(real));
+}
+
+void rl_swgg_soft_init(rl_swgg_soft *w, int method, double temperature, int64_t n, int64_t m, int64_t nb, void *mem) {
   char *p = mem;
-  rl_softperm_init(&w->px, method, temperature, 0, n, c, p);
-  p += align_up(rl_softperm_bytes(n, c));
+  size_t cb = RL_SOFTPERM_BLOCK;
+  rl_softperm_init(&w->px, method, temperature, 0, n, (int64_t)cb, p);
+  p += align_up(rl_softperm_bytes(n, (int64_t)cb));
   w->pxt = (real *)p;
-  p += align_up((size_t)(n * c) * sizeof(real));
+  p += align_up((size_t)n * cb * sizeof(real));
   w->z = (real *)p;
-  p += align_up((size_t)(n * c) * sizeof(real));
+  p += align_up((size_t)n * cb * sizeof(real));
   w->upx = (real *)p;
-  w->n = w->m = w->c = 0;
+  w->n = w->m = 0;
+  w->nb = nb;
   w->rev = method == RL_SOFT_LAPSUM;
 }
 
 double rl_swgg_soft_cost(rl_swgg_soft *w, const rl_interp *U, const real *s, int64_t sstride, const int32_t *xorder,
-                         const real *Xt, int64_t ldx, const real *PR) {
-  int64_t n = U->n, m = U->m, c = w->px.cap_c;
+                         const real *Xt, int64_t xs, const real *PR, int64_t rs) {
+  const int64_t n = U->n, m = U->m, B = RL_SOFTPERM_BLOCK;
   w->n = n;
   w->m = m;
-  w->c = c;
   rl_softperm_prepare(&w->px, n, s, sstride, xorder);
-  rl_softperm_apply(&w->px, c, Xt, ldx, w->pxt, c);
-  const real *upx = w->pxt;
-  if (n != m) {
-    rl_interp_apply(U, w->rev, c, w->pxt, c, w->upx, c);
-    upx = w->upx;
-  }
   double cost = 0;
-  for (int64_t i = 0; i < m * c; i++) cost += (double)upx[i] * (double)PR[i];
+  for (int64_t k = 0; k < w->nb; k++) {
+    rl_softperm_io io = {0};
+    io.X = Xt + k * xs;
+    io.ldx = B;
+    if (n == m) { /* the dot with P_r Rt straight from the rows of P_x Xt */
+      io.G = PR + k * rs;
+      io.ldg = B;
+      io.dot = &cost;
+      rl_softperm_block(&w->px, B, &io);
+      continue;
+    }
+    io.PX = w->pxt;
+    io.ldp = B;
+    rl_softperm_block(&w->px, B, &io);
+    rl_interp_apply(U, w->rev, B, w->pxt, B, w->upx, B);
+    const real *r = PR + k * rs;
+    real acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t i = 0; i < m * B; i++) acc += w->upx[i] * r[i];
+    cost += (double)acc;
+  }
   return cost / (double)m;
 }
 
-void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int64_t ldx, const real *PR, real coef,
-                       real *gs, int64_t gstride, real *gXt, int64_t ldg, real *Y) {
-  int64_t n = w->n, m = w->m, c = w->c;
+void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int64_t xs, const real *PR, int64_t rs,
+                       real coef, real *gs, int64_t gstride, real *gXt, int64_t gxs, real *Y, int64_t ys) {
+  const int64_t n = w->n, m = w->m, B = RL_SOFTPERM_BLOCK;
   real scale = coef / (real)m;
-  const real *z = PR, *upx = w->pxt;
-  if (n != m) {
-    memset(w->z, 0, (size_t)(n * c) * sizeof(real));
-    rl_interp_apply_t(U, w->rev, c, PR, c, w->z, c);
-    z = w->z;
-    upx = w->upx;
+  rl_softperm_backward_begin(&w->px);
+  for (int64_t k = 0; k < w->nb; k++) {
+    rl_softperm_io io = {0};
+    io.X = Xt + k * xs;
+    io.ldx = B;
+    io.grad = 1;
+    io.scale = scale;
+    io.grad_X = gXt + k * gxs;
+    io.ldgx = B;
+    if (n == m) { /* upstream gradient P_r Rt; Y (gradient w.r.t. P_r Rt) += scale P_x Xt row by row */
+      io.G = PR + k * rs;
+      io.ldg = B;
+      io.Y = Y + k * ys;
+      io.ldy = B;
+      io.yscale = scale;
+      rl_softperm_block(&w->px, B, &io);
+      continue;
+    }
+    memset(w->z, 0, (size_t)(n * B) * sizeof(real)); /* upstream U^T P_r Rt */
+    rl_interp_apply_t(U, w->rev, B, PR + k * rs, B, w->z, B);
+    io.G = w->z;
+    io.ldg = B;
+    io.PX = w->pxt;
+    io.ldp = B;
+    rl_softperm_block(&w->px, B, &io);
+    rl_interp_apply(U, w->rev, B, w->pxt, B, w->upx, B);
+    real *y = Y + k * ys;
+#pragma omp simd
+    for (int64_t i = 0; i < m * B; i++) y[i] += scale * w->upx[i];
   }
-  rl_softperm_backward(&w->px, Xt, ldx, z, c, scale, gs, gstride, gXt, ldg);
-  for (int64_t i = 0; i < m * c; i++) Y[i] += scale * upx[i];
+  rl_softperm_backward_end(&w->px, scale, gs, gstride);
 }

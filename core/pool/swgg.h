@@ -38,29 +38,42 @@ void rl_interp_apply_t(const rl_interp *U, int rev, int64_t c, const real *Y, in
 double rl_swgg_hard(const rl_interp *U, int64_t d, const real *X, int64_t ldx, const int32_t *xorder, const real *R,
                     const int32_t *rorder);
 
-/* Scratch of the soft SWGG of one set (per thread): the set's operator and three matrices. */
+/* Panel layout of the lifted matrices: columns are cut into npanels(c) panels of RL_SOFTPERM_BLOCK columns (the
+** last zero-padded); panel k of a matrix of `rows` rows is a contiguous rows x RL_SOFTPERM_BLOCK array at
+** base + k * panel_stride. Streaming whole panels (instead of strided row pieces) keeps the memory traffic of the
+** per-set, per-slice passes sequential. */
+static inline int64_t rl_swgg_npanels(int64_t c) { return (c + RL_SOFTPERM_BLOCK - 1) / RL_SOFTPERM_BLOCK; }
+
+/* PA = P A for a matrix in panel layout (nb panels, panel strides as and ps). */
+void rl_swgg_panels_apply(rl_softperm *sp, int64_t nb, const real *A, int64_t as, real *PA, int64_t ps);
+/* Gradients of <G, P A> (G in panel layout, stride gs): grad_r[i * rstride] += d/dr_i, grad_A += P^T G (panel
+** stride gas). */
+void rl_swgg_panels_backward(rl_softperm *sp, int64_t nb, const real *A, int64_t as, const real *G, int64_t gs,
+                             real *grad_r, int64_t rstride, real *grad_A, int64_t gas);
+
+/* Scratch of the soft SWGG of one set (per thread): the set's operator and three panels. */
 typedef struct rl_swgg_soft {
   rl_softperm px;    /* soft permutation of the set's projections */
-  real *pxt;         /* n x c: P_x Xt */
-  real *upx;         /* m x c: U P_x Xt */
-  real *z;           /* n x c: U^T P_r Rt */
-  int64_t n, m, c;
+  real *pxt;         /* n x block: a panel of P_x Xt */
+  real *upx;         /* m x block: U P_x Xt */
+  real *z;           /* n x block: U^T P_r Rt */
+  int64_t n, m, nb;
   int rev;           /* 1 for LapSum (rows in descending order) */
 } rl_swgg_soft;
 
-/* Bytes of scratch for sets of up to n rows, m references, c = d + 2 lifted columns. */
-size_t rl_swgg_soft_bytes(int64_t n, int64_t m, int64_t c);
-void rl_swgg_soft_init(rl_swgg_soft *w, int method, double temperature, int64_t n, int64_t m, int64_t c, void *mem);
+/* Bytes of scratch for sets of up to n rows and m references. */
+size_t rl_swgg_soft_bytes(int64_t n, int64_t m);
+void rl_swgg_soft_init(rl_swgg_soft *w, int method, double temperature, int64_t n, int64_t m, int64_t nb, void *mem);
 
 /* Soft SWGG^2 of one set: s = the set's projections on the slice (n values, stride sstride) with ascending argsort
-** xorder, Xt its lifted rows (n x c), PR = P_r Rt (m x c) in the operator's row order, U the interpolation (n to m).
-** Keeps what rl_swgg_soft_grad needs. */
+** xorder; Xt its lifted rows and PR = P_r Rt (m rows, the operator's row order), both in panel layout (nb panels,
+** panel strides xs and rs); U the interpolation (n to m). Keeps what rl_swgg_soft_grad needs. */
 double rl_swgg_soft_cost(rl_swgg_soft *w, const rl_interp *U, const real *s, int64_t sstride, const int32_t *xorder,
-                         const real *Xt, int64_t ldx, const real *PR);
+                         const real *Xt, int64_t xs, const real *PR, int64_t rs);
 
-/* Gradient of coef * (soft SWGG^2) of the last rl_swgg_soft_cost: gs[i * gstride] += d/ds_i, gXt += d/dXt,
-** Y (m x c) += coef/m U P_x Xt (the gradient w.r.t. P_r Rt, to finish on the reference side). */
-void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int64_t ldx, const real *PR, real coef,
-                       real *gs, int64_t gstride, real *gXt, int64_t ldg, real *Y);
+/* Gradient of coef * (soft SWGG^2) of the last rl_swgg_soft_cost: gs[i * gstride] += d/ds_i, gXt += d/dXt and
+** Y += coef/m U P_x Xt (the gradient w.r.t. P_r Rt, finished on the reference side); gXt and Y in panel layout. */
+void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int64_t xs, const real *PR, int64_t rs,
+                       real coef, real *gs, int64_t gstride, real *gXt, int64_t gxs, real *Y, int64_t ys);
 
 #endif
