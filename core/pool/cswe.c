@@ -74,15 +74,17 @@ rl_module *rl_cswe_new(const rl_swe_config *cfg, const rl_cswe_config *cc, rl_rn
 typedef struct slice_scratch {
   rl_swgg_soft sw;
   rl_interp U;
+  real *T; /* nmax rows in panel layout: the set's P_x^T U^T P_r Rt */
 } slice_scratch;
 
-static size_t slice_scratch_bytes(int64_t nmax, int64_t M) {
+static size_t slice_scratch_bytes(int64_t nmax, int64_t M, int64_t cp) {
   return align_up(rl_swgg_soft_bytes(nmax, M)) + align_up((size_t)M * sizeof(int32_t)) +
-         align_up((size_t)M * sizeof(real));
+         align_up((size_t)M * sizeof(real)) + align_up((size_t)(nmax * cp) * sizeof(real));
 }
 
 static slice_scratch slice_scratch_at(char *mem, size_t bytes, int t, int method, double temperature, int64_t nmax,
-                                      int64_t M, int64_t nb) {
+                                      int64_t M, int64_t nb, int64_t cp) {
+  (void)cp;
   slice_scratch ss;
   char *p = mem + (size_t)t * bytes;
   rl_swgg_soft_init(&ss.sw, method, temperature, nmax, M, nb, p);
@@ -90,6 +92,8 @@ static slice_scratch slice_scratch_at(char *mem, size_t bytes, int t, int method
   ss.U.lo = (int32_t *)p;
   p += align_up((size_t)M * sizeof(int32_t));
   ss.U.w = (real *)p;
+  p += align_up((size_t)M * sizeof(real));
+  ss.T = (real *)p;
   return ss;
 }
 
@@ -119,7 +123,7 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
   for (int64_t l = 0; l < L; l++)
     if (s->lambda[l] > 0) need_grad = 1;
 
-  size_t tbytes = align_up(slice_scratch_bytes(s->nmax, M)), opbytes = align_up(rl_softperm_bytes(M, BW));
+  size_t tbytes = align_up(slice_scratch_bytes(s->nmax, M, cp)), opbytes = align_up(rl_softperm_bytes(M, BW));
   size_t slab = (size_t)(M * cp);
   real *Xt = rl_swe_workspace(s, SWE_WS_XT, (size_t)(T * cp) * sizeof(real));
   real *Rt = rl_swe_workspace(s, SWE_WS_RT, slab * sizeof(real));
@@ -190,7 +194,7 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
       rl_swgg_panels_apply(&pr, nb, Rt, rps, PR + (size_t)l * slab, rps);
     }
 
-    slice_scratch ss = slice_scratch_at(tmem, tbytes, t, method, temp, s->nmax, M, nb); /* phase X */
+    slice_scratch ss = slice_scratch_at(tmem, tbytes, t, method, temp, s->nmax, M, nb, cp); /* phase X */
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++) {
       int64_t n = off[b + 1] - off[b];
@@ -200,16 +204,18 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
         const int32_t *pp = s->perm + l * T + off[b];
         const real *prl = PR + (size_t)l * slab;
         hard[b * L + l] = rl_swgg_hard(&ss.U, d, X + off[b] * d, d, pp, R, s->rorder + l * M);
-        double sc = rl_swgg_soft_cost(&ss.sw, &ss.U, s->proj + l * T + off[b], 1, pp, xt, xps, prl, rps);
+        int grad_l = lam[l] > 0, tps = (int)(n * BW); /* T: the set's panels, n x BW each */
+        double sc = rl_swgg_soft_cost(&ss.sw, &ss.U, s->proj + l * T + off[b], 1, pp, xt, xps, prl, rps,
+                                      grad_l ? ss.T : NULL, tps);
         soft[b * L + l] = sc;
-        if (lam[l] > 0 && sc > 0) {
+        if (grad_l && sc > 0) {
           real *y = Y + ((size_t)t * (size_t)L + (size_t)l) * slab;
           if (!touched[t * L + l]) {
             memset(y, 0, slab * sizeof(real));
             touched[t * L + l] = 1;
           }
           real coef = (real)(lam[l] / ((double)B * 2 * sqrt(sc)));
-          rl_swgg_soft_grad(&ss.sw, &ss.U, xt, xps, prl, rps, coef, s->gs_swgg + off[b] * L + l, L,
+          rl_swgg_soft_grad(&ss.sw, &ss.U, xt, xps, prl, rps, ss.T, tps, coef, s->gs_swgg + off[b] * L + l, L,
                             gXt + off[b] * BW, xps, y, rps);
         }
       }

@@ -17,6 +17,22 @@
 
 static size_t align_up(size_t x) { return (x + SOFTSORT_ALIGN - 1) & ~(size_t)(SOFTSORT_ALIGN - 1); }
 
+/* Kernels hold one row of a block (RL_SOFTPERM_BLOCK reals) as NVEC vectors (GCC vector extension), so running sums
+** stay in registers; in the baseline x86-64 build a 32-byte vector is two SSE registers, in the AVX2 clone one. */
+typedef real rl_vec __attribute__((vector_size(32)));
+#define NVEC 4 /* NVEC * 32 bytes = RL_SOFTPERM_BLOCK reals */
+#define LANES ((int)(32 / sizeof(real)))
+
+/* vload/vstore are static inline: no vector crosses a real call boundary, so GCC's note about the AVX ABI of
+** 32-byte vector arguments does not apply. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+static inline rl_vec vload(const real *p) {
+  rl_vec v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void vstore(real *p, rl_vec v) { memcpy(p, &v, sizeof v); }
+
 /* ------------------------------------------------------------------------------------------------ argsort */
 
 size_t rl_argsort_bytes(int64_t n) {
@@ -136,7 +152,7 @@ size_t rl_softperm_bytes(int64_t n, int64_t c) {
   (void)c; /* blocks are always RL_SOFTPERM_BLOCK wide (narrow ones are padded) */
   size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)RL_SOFTPERM_BLOCK;
   return 3 * align_up(N * sizeof(int32_t)) + 11 * align_up(N * sizeof(double)) + 8 * align_up(N * sizeof(real)) +
-         7 * align_up(N * C * sizeof(real)) + rl_argsort_bytes((int64_t)N);
+         8 * align_up(N * C * sizeof(real)) + 3 * align_up(N * LANES * sizeof(real)) + rl_argsort_bytes((int64_t)N);
 }
 
 void rl_softperm_init(rl_softperm *sp, int method, double temperature, int descending, int64_t n, int64_t c,
@@ -176,6 +192,10 @@ void rl_softperm_init(rl_softperm *sp, int method, double temperature, int desce
   CARVE(pxpad, real, N * C);
   CARVE(ypad, real, N * C);
   CARVE(gxpad, real, N * C);
+  CARVE(tpad, real, N * C);
+  CARVE(vsa, real, N * LANES);
+  CARVE(vsb, real, N * LANES);
+  CARVE(vgrt, real, N * LANES);
 #undef CARVE
   sp->sort_scratch = p;
   sp->method = method;
@@ -193,29 +213,6 @@ void rl_softperm_init(rl_softperm *sp, int method, double temperature, int desce
 ** from precomputed factors gap[p] = e^{t[p-1] - t[p]} (gap[0] = 0), flo[q] = e^{t[cnt[q]-1] - b[q]} and
 ** fhi[q] = e^{b[q] - t[cnt[q]]} (0 where that point does not exist); row p of W is W + (map ? map[p] : p) * ldw. */
 
-/* The same two sweeps for exactly RL_SOFTPERM_BLOCK columns: the running sums live in registers as NVEC 16-byte
-** vectors (GCC vector extension; baseline SSE2 width), which removes the store-to-load chain of the generic loops. */
-typedef real rl_vec __attribute__((vector_size(32)));
-#define NVEC 4 /* NVEC * 32 bytes = RL_SOFTPERM_BLOCK reals */
-#define LANES ((int)(32 / sizeof(real)))
-
-/* The kernels get an AVX2 clone chosen at load time when the CPU has it (the build targets baseline x86-64, where a
-** 32-byte vector is two SSE registers). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define RL_KERNEL __attribute__((target_clones("avx2", "default")))
-#else
-#define RL_KERNEL
-#endif
-
-/* vload/vstore are static inline: no vector crosses a real call boundary, so GCC's note about the AVX ABI of
-** 32-byte vector arguments does not apply. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-static inline rl_vec vload(const real *p) {
-  rl_vec v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-static inline void vstore(real *p, rl_vec v) { memcpy(p, &v, sizeof v); }
 
 RL_KERNEL /* The scalar versions (double weights): one column, used for the normalisers and the scalar parts of gradients. */
 static void ssweep_merged(const double *t, int64_t np, const double *W, const double *b, const int32_t *cnt,
@@ -349,17 +346,17 @@ static inline real vsum(rl_vec v) {
 typedef struct block_io {
   const real *X, *G;
   int64_t ldx, ldg;
-  real *PX, *Y, *gX;
-  int64_t ldp, ldy, ldgx;
+  real *PX, *Y, *gX, *T;
+  int64_t ldp, ldy, ldgx, ldt;
   real yscale, scale;
-  double *dot;
-  int grad;
+  double *dot, *tdot;
+  int fwd, scalars, bwd;
 } block_io;
 
 #define VLOOP _Pragma("GCC unroll 4") for (int v = 0; v < NVEC; v++)
 #define AT(ptr, v) ((ptr) + (v) * LANES)
 
-/* Row outputs shared by both kernels: PX, Y += yscale row, dot += <row, G_row>. */
+/* Row outputs of the forward passes: PX, Y += yscale row, dot += <row, G_row>. */
 static inline void emit_row(const block_io *io, int64_t row, const rl_vec *o) {
   if (io->PX) {
     real *d = io->PX + row * io->ldp;
@@ -377,66 +374,93 @@ static inline void emit_row(const block_io *io, int64_t row, const rl_vec *o) {
   }
 }
 
+/* Outputs of the backward passes for key p (row i of X): the key-gradient part <x_p, kx> (grt), P^T G row pt:
+** grad_X += scale pt, T = pt, tdot += <x_p, pt>. */
+static inline void emit_back(rl_softperm *sp, const block_io *io, int64_t p, const rl_vec *kx, const rl_vec *pt,
+                             rl_vec *tdot) {
+  int64_t i = sp->order[p];
+  const real *x = io->X + i * io->ldx;
+  real *g = sp->vgrt + p * LANES;
+  rl_vec acc = vload(g);
+  VLOOP {
+    rl_vec xv = vload(AT(x, v));
+    acc += xv * kx[v];
+    *tdot += xv * pt[v];
+  }
+  vstore(g, acc);
+  if (io->gX) {
+    real *gx = io->gX + i * io->ldgx, sc = io->scale;
+    VLOOP vstore(AT(gx, v), vload(AT(gx, v)) + sc * pt[v]);
+  }
+  if (io->T) {
+    real *d = io->T + i * io->ldt;
+    VLOOP vstore(AT(d, v), pt[v]);
+  }
+}
+
 RL_KERNEL static void lapsum_kernel(rl_softperm *sp, const block_io *io) {
   const int64_t n = sp->n, B = RL_SOFTPERM_BLOCK, ldx = io->ldx, ldg = io->ldg;
   const real *X = io->X, *G = io->G;
   const int32_t *order = sp->order, *cnt = sp->cnt, *cntq = sp->cntq;
   rl_vec a[NVEC];
-  /* pass 1: lo[q] = sum over keys p < cnt[q] of e^{-(b_q - t_p)} x_p */
-  VLOOP a[v] = (rl_vec){0};
-  int64_t p = 0;
-  for (int64_t q = 0; q < n - 1; q++) {
-    for (; p < cnt[q]; p++) {
-      const real *x = X + (int64_t)order[p] * ldx;
-      real f = sp->fgap[p];
-      VLOOP a[v] = a[v] * f + vload(AT(x, v));
+  if (io->fwd) {
+    /* pass 1: lo[q] = sum over keys p < cnt[q] of e^{-(b_q - t_p)} x_p */
+    VLOOP a[v] = (rl_vec){0};
+    int64_t p = 0;
+    for (int64_t q = 0; q < n - 1; q++) {
+      for (; p < cnt[q]; p++) {
+        const real *x = X + (int64_t)order[p] * ldx;
+        real f = sp->fgap[p];
+        VLOOP a[v] = a[v] * f + vload(AT(x, v));
+      }
+      real *d = sp->lo + q * B, f = sp->flo[q];
+      VLOOP vstore(AT(d, v), a[v] * f);
     }
-    real *d = sp->lo + q * B, f = sp->flo[q];
-    VLOOP vstore(AT(d, v), a[v] * f);
-  }
-  /* pass 2: thresholds from the top (q = n-1 stands for beta_0 = +inf); row jr = n-1-q of P X is
-  ** rowfac (lo[q-1] + hi[q]) + sum of midcoef_p x_p over the keys between thresholds q-1 and q */
-  VLOOP a[v] = (rl_vec){0};
-  p = n - 1;
-  for (int64_t q = n - 1; q >= 0; q--) {
-    int64_t jr = n - 1 - q;
-    rl_vec hv[NVEC], o[NVEC];
-    real fh = q <= n - 2 ? sp->fhi[q] : 0;
-    VLOOP {
-      hv[v] = a[v] * fh;
-      o[v] = (rl_vec){0};
-    }
-    int64_t lo_end = q >= 1 ? cnt[q - 1] : 0;
-    for (; p >= lo_end; p--) {
-      const real *x = X + (int64_t)order[p] * ldx;
-      real f = p == n - 1 ? 0 : sp->fgap[p + 1], mc = sp->midcoef[p];
+    /* pass 2: thresholds from the top (q = n-1 stands for beta_0 = +inf); row jr = n-1-q of P X is
+    ** rowfac (lo[q-1] + hi[q]) + sum of midcoef_p x_p over the keys between thresholds q-1 and q */
+    VLOOP a[v] = (rl_vec){0};
+    p = n - 1;
+    for (int64_t q = n - 1; q >= 0; q--) {
+      int64_t jr = n - 1 - q;
+      rl_vec hv[NVEC], o[NVEC];
+      real fh = q <= n - 2 ? sp->fhi[q] : 0;
       VLOOP {
-        rl_vec xv = vload(AT(x, v));
-        o[v] += mc * xv;
-        a[v] = a[v] * f + xv;
+        hv[v] = a[v] * fh;
+        o[v] = (rl_vec){0};
+      }
+      int64_t lo_end = q >= 1 ? cnt[q - 1] : 0;
+      for (; p >= lo_end; p--) {
+        const real *x = X + (int64_t)order[p] * ldx;
+        real f = p == n - 1 ? 0 : sp->fgap[p + 1], mc = sp->midcoef[p];
+        VLOOP {
+          rl_vec xv = vload(AT(x, v));
+          o[v] += mc * xv;
+          a[v] = a[v] * f + xv;
+        }
+      }
+      real rf = sp->rowfac[jr];
+      if (q >= 1) {
+        const real *L = sp->lo + (q - 1) * B;
+        VLOOP o[v] += rf * (vload(AT(L, v)) + hv[v]);
+      } else {
+        VLOOP o[v] += rf * hv[v];
+      }
+      emit_row(io, jr, o);
+      if (io->scalars && q <= n - 2) { /* c_k (x2) = <G_{k-1} - G_k, lo_q + hi_q>, k = jr */
+        const real *L = sp->lo + q * B, *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
+        real *acc = sp->vsa + q * LANES;
+        rl_vec ck = vload(acc);
+        VLOOP ck += (vload(AT(g0, v)) - vload(AT(g1, v))) * (vload(AT(L, v)) + hv[v]);
+        vstore(acc, ck);
       }
     }
-    real rf = sp->rowfac[jr];
-    if (q >= 1) {
-      const real *L = sp->lo + (q - 1) * B;
-      VLOOP o[v] += rf * (vload(AT(L, v)) + hv[v]);
-    } else {
-      VLOOP o[v] += rf * hv[v];
-    }
-    emit_row(io, jr, o);
-    if (io->grad && q <= n - 2) { /* c_k (x2) = <G_{k-1} - G_k, lo_q + hi_q>, k = jr */
-      const real *L = sp->lo + q * B, *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
-      rl_vec ck = {0};
-      VLOOP ck += (vload(AT(g0, v)) - vload(AT(g1, v))) * (vload(AT(L, v)) + hv[v]);
-      sp->sa[q] += (double)vsum(ck);
-    }
   }
-  if (!io->grad) return;
+  if (!io->bwd) return;
   /* pass 3: thresholds as points with weights H_q = G_{jr-1} - G_jr (jr = n-1-q), keys as queries:
   ** lo2[p] = sum over thresholds below key p */
   VLOOP a[v] = (rl_vec){0};
   int64_t q = 0;
-  for (p = 0; p < n; p++) {
+  for (int64_t p = 0; p < n; p++) {
     for (; q < cntq[p]; q++) {
       int64_t jr = n - 1 - q;
       const real *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
@@ -446,34 +470,29 @@ RL_KERNEL static void lapsum_kernel(rl_softperm *sp, const block_io *io) {
     real *d = sp->lo2 + p * B, f = sp->fblo[p];
     VLOOP vstore(AT(d, v), a[v] * f);
   }
-  /* pass 4: sums from above; key gradient part <x_p, lo2 + hi2> and P^T G = G_{K-1} + (hi2 - lo2) / 2 */
+  /* pass 4: sums from above; key-gradient part <x_p, lo2 + hi2> and P^T G = G_{K-1} + (hi2 - lo2) / 2 */
   VLOOP a[v] = (rl_vec){0};
+  rl_vec tdot = {0};
   q = n - 2;
-  rl_vec half = (rl_vec){0} + (real)0.5;
-  for (p = n - 1; p >= 0; p--) {
+  real half = (real)0.5;
+  for (int64_t p = n - 1; p >= 0; p--) {
     for (; q >= cntq[p]; q--) {
       int64_t jr = n - 1 - q;
       const real *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
       real f = q == n - 2 ? 0 : sp->fbgap[q + 1];
       VLOOP a[v] = a[v] * f + (vload(AT(g0, v)) - vload(AT(g1, v)));
     }
-    int64_t i = order[p];
-    const real *x = X + i * ldx, *L2 = sp->lo2 + p * B;
+    const real *L2 = sp->lo2 + p * B, *gk = G + (n - 1 - (int64_t)cntq[p]) * ldg;
     real fh = sp->fbhi[p];
-    rl_vec acc = {0};
-    if (io->gX) {
-      const real *gk = G + (n - 1 - (int64_t)cntq[p]) * ldg;
-      real *gx = io->gX + i * io->ldgx, sc = io->scale;
-      VLOOP {
-        rl_vec h2 = a[v] * fh, l2 = vload(AT(L2, v));
-        acc += vload(AT(x, v)) * (l2 + h2);
-        vstore(AT(gx, v), vload(AT(gx, v)) + sc * (vload(AT(gk, v)) + half * (h2 - l2)));
-      }
-    } else {
-      VLOOP acc += vload(AT(x, v)) * (vload(AT(L2, v)) + a[v] * fh);
+    rl_vec kx[NVEC], pt[NVEC];
+    VLOOP {
+      rl_vec h2 = a[v] * fh, l2 = vload(AT(L2, v));
+      kx[v] = l2 + h2;
+      pt[v] = vload(AT(gk, v)) + half * (h2 - l2);
     }
-    sp->grt[p] += (double)vsum(acc);
+    emit_back(sp, io, p, kx, pt, &tdot);
   }
+  if (io->tdot) *io->tdot += (double)vsum(tdot);
 }
 
 RL_KERNEL static void softsort_kernel(rl_softperm *sp, const block_io *io) {
@@ -481,41 +500,44 @@ RL_KERNEL static void softsort_kernel(rl_softperm *sp, const block_io *io) {
   const real *X = io->X, *G = io->G;
   const int32_t *order = sp->order;
   rl_vec a[NVEC];
-  /* pass 1: lo[p] = sum over keys p' < p of e^{-(t_p - t_p')} x_p' */
-  VLOOP a[v] = (rl_vec){0};
-  VLOOP vstore(AT(sp->lo, v), a[v]);
-  for (int64_t p = 1; p < n; p++) {
-    const real *x = X + (int64_t)order[p - 1] * ldx;
-    real *d = sp->lo + p * B, f = sp->fgap[p];
-    VLOOP vstore(AT(d, v), a[v] = (a[v] + vload(AT(x, v))) * f);
-  }
-  /* pass 2: rows (x_p + lo_p + hi_p) / Z_p with hi in registers; backward scalars a_p Z_p, s_p */
-  VLOOP a[v] = (rl_vec){0};
-  for (int64_t p = n - 1; p >= 0; p--) {
-    const real *x = X + (int64_t)order[p] * ldx, *L = sp->lo + p * B;
-    real invz = (real)(1.0 / sp->phi[p]);
-    rl_vec o[NVEC], xs[NVEC];
-    VLOOP {
-      xs[v] = vload(AT(x, v));
-      o[v] = (xs[v] + vload(AT(L, v)) + a[v]) * invz;
+  if (io->fwd) {
+    /* pass 1: lo[p] = sum over keys p' < p of e^{-(t_p - t_p')} x_p' */
+    VLOOP a[v] = (rl_vec){0};
+    VLOOP vstore(AT(sp->lo, v), a[v]);
+    for (int64_t p = 1; p < n; p++) {
+      const real *x = X + (int64_t)order[p - 1] * ldx;
+      real *d = sp->lo + p * B, f = sp->fgap[p];
+      VLOOP vstore(AT(d, v), a[v] = (a[v] + vload(AT(x, v))) * f);
     }
-    emit_row(io, p, o);
-    if (io->grad) {
-      const real *g = G + p * ldg;
-      rl_vec ra = {0}, rs = {0};
+    /* pass 2: rows (x_p + lo_p + hi_p) / Z_p with hi in registers; backward scalars a_p Z_p, s_p */
+    VLOOP a[v] = (rl_vec){0};
+    for (int64_t p = n - 1; p >= 0; p--) {
+      const real *x = X + (int64_t)order[p] * ldx, *L = sp->lo + p * B;
+      real invz = (real)(1.0 / sp->phi[p]);
+      rl_vec o[NVEC], xs[NVEC];
       VLOOP {
-        rl_vec gv = vload(AT(g, v)), l = vload(AT(L, v));
-        ra += gv * (xs[v] + l + a[v]);
-        rs += gv * (l - a[v]);
+        xs[v] = vload(AT(x, v));
+        o[v] = (xs[v] + vload(AT(L, v)) + a[v]) * invz;
       }
-      sp->sa[p] += (double)vsum(ra);
-      sp->sb[p] += (double)vsum(rs);
+      emit_row(io, p, o);
+      if (io->scalars) {
+        const real *g = G + p * ldg;
+        real *pa = sp->vsa + p * LANES, *pb = sp->vsb + p * LANES;
+        rl_vec ra = vload(pa), rs = vload(pb);
+        VLOOP {
+          rl_vec gv = vload(AT(g, v)), l = vload(AT(L, v));
+          ra += gv * (xs[v] + l + a[v]);
+          rs += gv * (l - a[v]);
+        }
+        vstore(pa, ra);
+        vstore(pb, rs);
+      }
+      real f = p >= 1 ? sp->fgap[p] : 0;
+      VLOOP a[v] = (a[v] + xs[v]) * f;
     }
-    real f = p >= 1 ? sp->fgap[p] : 0;
-    VLOOP a[v] = (a[v] + xs[v]) * f;
   }
-  if (!io->grad) return;
-  /* passes 3, 4: the strict sums of W_p = G_p / Z_p; key gradient part <x_p, hi2 - lo2>, P^T G = W + lo2 + hi2 */
+  if (!io->bwd) return;
+  /* passes 3, 4: the strict sums of W_p = G_p / Z_p; key-gradient part <x_p, hi2 - lo2>, P^T G = W + lo2 + hi2 */
   VLOOP a[v] = (rl_vec){0};
   VLOOP vstore(AT(sp->lo2, v), a[v]);
   for (int64_t p = 1; p < n; p++) {
@@ -524,26 +546,22 @@ RL_KERNEL static void softsort_kernel(rl_softperm *sp, const block_io *io) {
     VLOOP vstore(AT(d, v), a[v] = (a[v] + iz * vload(AT(g, v))) * f);
   }
   VLOOP a[v] = (rl_vec){0};
+  rl_vec tdot = {0};
   for (int64_t p = n - 1; p >= 0; p--) {
-    int64_t i = order[p];
-    const real *x = X + i * ldx, *L2 = sp->lo2 + p * B, *g = G + p * ldg;
+    const real *L2 = sp->lo2 + p * B, *g = G + p * ldg;
     real iz = (real)(1.0 / sp->phi[p]);
-    rl_vec acc = {0}, w[NVEC];
-    VLOOP w[v] = iz * vload(AT(g, v));
-    if (io->gX) {
-      real *gx = io->gX + i * io->ldgx, sc = io->scale;
-      VLOOP {
-        rl_vec l2 = vload(AT(L2, v));
-        acc += vload(AT(x, v)) * (a[v] - l2);
-        vstore(AT(gx, v), vload(AT(gx, v)) + sc * (w[v] + l2 + a[v]));
-      }
-    } else {
-      VLOOP acc += vload(AT(x, v)) * (a[v] - vload(AT(L2, v)));
+    rl_vec w[NVEC], kx[NVEC], pt[NVEC];
+    VLOOP {
+      rl_vec l2 = vload(AT(L2, v));
+      w[v] = iz * vload(AT(g, v));
+      kx[v] = a[v] - l2;
+      pt[v] = w[v] + l2 + a[v];
     }
-    sp->grt[p] += (double)vsum(acc);
+    emit_back(sp, io, p, kx, pt, &tdot);
     real f = p >= 1 ? sp->fgap[p] : 0;
     VLOOP a[v] = (a[v] + w[v]) * f;
   }
+  if (io->tdot) *io->tdot += (double)vsum(tdot);
 }
 
 /* Copies columns [0, cb) of n rows (stride lda) into the zero-padded n x RL_SOFTPERM_BLOCK pad. */
@@ -560,13 +578,18 @@ static void pad_add(int64_t n, int64_t cb, const real *pad, real *A, int64_t lda
     for (int64_t k = 0; k < cb; k++) A[i * lda + k] += pad[i * RL_SOFTPERM_BLOCK + k];
 }
 
+static void pad_copy(int64_t n, int64_t cb, const real *pad, real *A, int64_t lda) {
+  for (int64_t i = 0; i < n; i++) memcpy(A + i * lda, pad + i * RL_SOFTPERM_BLOCK, (size_t)cb * sizeof(real));
+}
+
 void rl_softperm_block(rl_softperm *sp, int64_t cb, const rl_softperm_io *in) {
   int64_t n = sp->n, B = RL_SOFTPERM_BLOCK;
-  block_io io = {in->X, in->G, in->ldx, in->ldg, in->PX, in->Y, in->grad_X, in->ldp, in->ldy, in->ldgx,
-                 in->yscale, in->scale, in->dot, in->grad};
-  if (!io.G) io.dot = NULL, io.grad = 0;
-  if (!io.grad) io.gX = NULL;
-  if (cb < B) { /* narrow block: zero-padded copies in, padded outputs added back */
+  block_io io = {in->X, in->G, in->ldx, in->ldg, in->PX, in->Y, in->grad_X, in->PtG, in->ldp, in->ldy, in->ldgx,
+                 in->ldt, in->yscale, in->scale, in->dot, in->tdot, 0, in->scalars, in->backward};
+  if (!io.G) io.dot = NULL, io.scalars = 0, io.bwd = 0;
+  if (!io.bwd) io.gX = NULL, io.T = NULL, io.tdot = NULL;
+  io.fwd = io.PX || io.Y || io.dot || io.scalars;
+  if (cb < B) { /* narrow block: zero-padded copies in, padded outputs copied or added back */
     pad_in(n, cb, io.X, io.ldx, sp->xpad);
     io.X = sp->xpad;
     io.ldx = B;
@@ -575,19 +598,20 @@ void rl_softperm_block(rl_softperm *sp, int64_t cb, const rl_softperm_io *in) {
       io.G = sp->gpad;
       io.ldg = B;
     }
-    if (io.PX) memset(sp->pxpad, 0, (size_t)(n * B) * sizeof(real)), io.PX = sp->pxpad, io.ldp = B;
+    if (io.PX) io.PX = sp->pxpad, io.ldp = B;
     if (io.Y) memset(sp->ypad, 0, (size_t)(n * B) * sizeof(real)), io.Y = sp->ypad, io.ldy = B;
     if (io.gX) memset(sp->gxpad, 0, (size_t)(n * B) * sizeof(real)), io.gX = sp->gxpad, io.ldgx = B;
+    if (io.T) io.T = sp->tpad, io.ldt = B;
   }
   if (sp->method == RL_SOFT_LAPSUM)
     lapsum_kernel(sp, &io);
   else
     softsort_kernel(sp, &io);
   if (cb < B) {
-    if (in->PX)
-      for (int64_t i = 0; i < n; i++) memcpy(in->PX + i * in->ldp, sp->pxpad + i * B, (size_t)cb * sizeof(real));
+    if (io.PX) pad_copy(n, cb, sp->pxpad, in->PX, in->ldp);
     if (io.Y) pad_add(n, cb, sp->ypad, in->Y, in->ldy);
     if (io.gX) pad_add(n, cb, sp->gxpad, in->grad_X, in->ldgx);
+    if (io.T) pad_copy(n, cb, sp->tpad, in->PtG, in->ldt);
   }
 }
 
@@ -606,15 +630,27 @@ void rl_softperm_apply(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, r
 }
 
 void rl_softperm_backward_begin(rl_softperm *sp) {
-  size_t bytes = (size_t)sp->n * sizeof(double);
-  memset(sp->sa, 0, bytes);
-  memset(sp->sb, 0, bytes);
-  memset(sp->grt, 0, bytes);
+  size_t bytes = (size_t)(sp->n * LANES) * sizeof(real);
+  memset(sp->vsa, 0, bytes);
+  memset(sp->vsb, 0, bytes);
+  memset(sp->vgrt, 0, bytes);
+}
+
+/* The per-key (per-threshold) partial sums of the blocks, accumulated lane-wise, to doubles. */
+static void reduce_lanes(int64_t n, const real *v, double *out) {
+  for (int64_t p = 0; p < n; p++) {
+    double s = 0;
+    for (int k = 0; k < LANES; k++) s += (double)v[p * LANES + k];
+    out[p] = s;
+  }
 }
 
 void rl_softperm_backward_end(rl_softperm *sp, real scale, real *grad_r, int64_t gstride) {
   if (!grad_r) return;
   int64_t n = sp->n;
+  reduce_lanes(n, sp->vsa, sp->sa);
+  reduce_lanes(n, sp->vsb, sp->sb);
+  reduce_lanes(n, sp->vgrt, sp->grt);
   double rs = (double)scale * (sp->descending ? -1.0 : 1.0) / sp->temperature;
   if (sp->method == RL_SOFT_LAPSUM) {
     if (n == 1) return;
@@ -647,7 +683,8 @@ void rl_softperm_backward(rl_softperm *sp, int64_t c, const real *X, int64_t ldx
     io.ldx = ldx;
     io.G = G + c0;
     io.ldg = ldg;
-    io.grad = 1;
+    io.scalars = 1;
+    io.backward = 1;
     io.scale = scale;
     io.grad_X = grad_X ? grad_X + c0 : NULL;
     io.ldgx = ldgx;

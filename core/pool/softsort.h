@@ -21,6 +21,14 @@
 
 enum { RL_SOFT_SOFTSORT = 0, RL_SOFT_LAPSUM = 1 };
 
+/* Hot kernels get an AVX2 clone chosen at load time when the CPU has it (the build targets baseline x86-64, where a
+** 32-byte vector is two SSE registers). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define RL_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define RL_KERNEL
+#endif
+
 /* Scratch bytes rl_argsort needs for n values. */
 size_t rl_argsort_bytes(int64_t n);
 /* Stable ascending argsort of v[0], v[stride], ..., v[(n-1) stride]: order[p] is the index of the p-th smallest.
@@ -49,7 +57,8 @@ typedef struct rl_softperm {
   real *fbgap, *fblo, *fbhi; /* LapSum: factors of the threshold sweeps */
   real *rowfac, *midcoef;    /* LapSum: row factors of P X */
   real *lo, *lo2;            /* one-sided sums of one block (cap_n x RL_SOFTPERM_BLOCK) */
-  real *xpad, *gpad, *pxpad, *ypad, *gxpad; /* zero-padded copies for blocks narrower than RL_SOFTPERM_BLOCK */
+  real *xpad, *gpad, *pxpad, *ypad, *gxpad, *tpad; /* zero-padded copies for blocks narrower than the block */
+  real *vsa, *vsb, *vgrt; /* backward partial sums per key, kept lane-wise across blocks (n x vector width) */
   void *sort_scratch;
 } rl_softperm;
 
@@ -75,13 +84,16 @@ void rl_softperm_apply(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, r
 void rl_softperm_backward(rl_softperm *sp, int64_t c, const real *X, int64_t ldx, const real *G, int64_t ldg,
                           real scale, real *grad_r, int64_t gstride, real *grad_X, int64_t ldgx);
 
-/* One block of columns in one go (every pointer at the block's first column; all but X optional):
-**   PX = P X;  Y += yscale P X;  *dot += <P X, G>;  and with grad = 1 (between backward_begin and backward_end):
-**   grad_X += scale P^T G and the partial sums of the key gradient of <G, P X>. */
+/* One block of columns in one go (every pointer at the block's first column; all but X optional). Forward outputs
+** (rows of P X, in P's order): PX = P X; Y += yscale P X; *dot += <P X, G>; scalars = 1 accumulates the row
+** scalars of the key gradient of <G, P X>. Backward outputs (rows of P^T G, in r's order), computed when
+** backward = 1: grad_X += scale P^T G; PtG = P^T G; *tdot += <X, P^T G> (= <P X, G>); the column part of the key
+** gradient. The key gradient of <G, P X> needs scalars and backward over every block, between backward_begin and
+** backward_end (they may come in separate calls for the same block). */
 typedef struct rl_softperm_io {
   const real *X;  /* n x cb, rows in r's order */
   int64_t ldx;
-  const real *G;  /* n x cb, rows in P's order: partner of the dot and the backward's upstream gradient */
+  const real *G;  /* n x cb, rows in P's order: partner of the dots and the upstream gradient */
   int64_t ldg;
   real *PX;
   int64_t ldp;
@@ -89,10 +101,14 @@ typedef struct rl_softperm_io {
   int64_t ldy;
   real yscale;
   double *dot;
-  int grad;
+  int scalars;
+  int backward;
   real scale;
   real *grad_X;
   int64_t ldgx;
+  real *PtG;
+  int64_t ldt;
+  double *tdot;
 } rl_softperm_io;
 
 void rl_softperm_block(rl_softperm *sp, int64_t cb, const rl_softperm_io *io);

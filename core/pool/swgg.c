@@ -88,7 +88,7 @@ void rl_interp_apply_t(const rl_interp *U, int rev, int64_t c, const real *Y, in
 
 /* ------------------------------------------------------------------------------------------------ hard */
 
-static double sqdist(const real *a, const real *b, int64_t d) {
+RL_KERNEL static double sqdist(const real *a, const real *b, int64_t d) {
   real s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t k = 0; k < d; k++) {
@@ -137,7 +137,8 @@ void rl_swgg_panels_backward(rl_softperm *sp, int64_t nb, const real *A, int64_t
     io.ldx = RL_SOFTPERM_BLOCK;
     io.G = G + k * gs;
     io.ldg = RL_SOFTPERM_BLOCK;
-    io.grad = 1;
+    io.scalars = 1;
+    io.backward = 1;
     io.scale = 1;
     io.grad_X = grad_A + k * gas;
     io.ldgx = RL_SOFTPERM_BLOCK;
@@ -168,49 +169,47 @@ void rl_swgg_soft_init(rl_swgg_soft *w, int method, double temperature, int64_t 
 }
 
 double rl_swgg_soft_cost(rl_swgg_soft *w, const rl_interp *U, const real *s, int64_t sstride, const int32_t *xorder,
-                         const real *Xt, int64_t xs, const real *PR, int64_t rs) {
+                         const real *Xt, int64_t xs, const real *PR, int64_t rs, real *T, int64_t ts) {
   const int64_t n = U->n, m = U->m, B = RL_SOFTPERM_BLOCK;
   w->n = n;
   w->m = m;
   rl_softperm_prepare(&w->px, n, s, sstride, xorder);
+  rl_softperm_backward_begin(&w->px);
+  /* cost = <U P_x Xt, P_r Rt> / m = <Xt, P_x^T (U^T P_r Rt)> / m: the backward passes of P_x give the cost, the
+  ** key-gradient partial sums and (kept in T) P_x^T U^T P_r Rt, the gradient w.r.t. Xt up to the scale */
   double cost = 0;
   for (int64_t k = 0; k < w->nb; k++) {
     rl_softperm_io io = {0};
     io.X = Xt + k * xs;
     io.ldx = B;
-    if (n == m) { /* the dot with P_r Rt straight from the rows of P_x Xt */
-      io.G = PR + k * rs;
-      io.ldg = B;
-      io.dot = &cost;
-      rl_softperm_block(&w->px, B, &io);
-      continue;
+    io.G = PR + k * rs;
+    io.ldg = B;
+    if (n != m) {
+      memset(w->z, 0, (size_t)(n * B) * sizeof(real));
+      rl_interp_apply_t(U, w->rev, B, PR + k * rs, B, w->z, B);
+      io.G = w->z;
     }
-    io.PX = w->pxt;
-    io.ldp = B;
+    io.backward = 1;
+    io.tdot = &cost;
+    if (T) {
+      io.PtG = T + k * ts;
+      io.ldt = B;
+    }
     rl_softperm_block(&w->px, B, &io);
-    rl_interp_apply(U, w->rev, B, w->pxt, B, w->upx, B);
-    const real *r = PR + k * rs;
-    real acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t i = 0; i < m * B; i++) acc += w->upx[i] * r[i];
-    cost += (double)acc;
   }
   return cost / (double)m;
 }
 
 void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int64_t xs, const real *PR, int64_t rs,
-                       real coef, real *gs, int64_t gstride, real *gXt, int64_t gxs, real *Y, int64_t ys) {
+                       const real *T, int64_t ts, real coef, real *gs, int64_t gstride, real *gXt, int64_t gxs, real *Y,
+                       int64_t ys) {
   const int64_t n = w->n, m = w->m, B = RL_SOFTPERM_BLOCK;
   real scale = coef / (real)m;
-  rl_softperm_backward_begin(&w->px);
-  for (int64_t k = 0; k < w->nb; k++) {
+  for (int64_t k = w->nb - 1; k >= 0; k--) { /* last panels first: they are the ones still in cache from the cost */
     rl_softperm_io io = {0};
     io.X = Xt + k * xs;
     io.ldx = B;
-    io.grad = 1;
-    io.scale = scale;
-    io.grad_X = gXt + k * gxs;
-    io.ldgx = B;
+    io.scalars = 1;
     if (n == m) { /* upstream gradient P_r Rt; Y (gradient w.r.t. P_r Rt) += scale P_x Xt row by row */
       io.G = PR + k * rs;
       io.ldg = B;
@@ -218,19 +217,23 @@ void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int6
       io.ldy = B;
       io.yscale = scale;
       rl_softperm_block(&w->px, B, &io);
-      continue;
-    }
-    memset(w->z, 0, (size_t)(n * B) * sizeof(real)); /* upstream U^T P_r Rt */
-    rl_interp_apply_t(U, w->rev, B, PR + k * rs, B, w->z, B);
-    io.G = w->z;
-    io.ldg = B;
-    io.PX = w->pxt;
-    io.ldp = B;
-    rl_softperm_block(&w->px, B, &io);
-    rl_interp_apply(U, w->rev, B, w->pxt, B, w->upx, B);
-    real *y = Y + k * ys;
+    } else { /* upstream U^T P_r Rt; Y += scale U P_x Xt */
+      memset(w->z, 0, (size_t)(n * B) * sizeof(real));
+      rl_interp_apply_t(U, w->rev, B, PR + k * rs, B, w->z, B);
+      io.G = w->z;
+      io.ldg = B;
+      io.PX = w->pxt;
+      io.ldp = B;
+      rl_softperm_block(&w->px, B, &io);
+      rl_interp_apply(U, w->rev, B, w->pxt, B, w->upx, B);
+      real *y = Y + k * ys;
 #pragma omp simd
-    for (int64_t i = 0; i < m * B; i++) y[i] += scale * w->upx[i];
+      for (int64_t i = 0; i < m * B; i++) y[i] += scale * w->upx[i];
+    }
+    const real *t = T + k * ts; /* gXt += scale P_x^T U^T P_r Rt (kept by the cost) */
+    real *g = gXt + k * gxs;
+#pragma omp simd
+    for (int64_t i = 0; i < n * B; i++) g[i] += scale * t[i];
   }
   rl_softperm_backward_end(&w->px, scale, gs, gstride);
 }

@@ -67,13 +67,16 @@ void rl_swgg_soft_init(rl_swgg_soft *w, int method, double temperature, int64_t 
 
 /* Soft SWGG^2 of one set: s = the set's projections on the slice (n values, stride sstride) with ascending argsort
 ** xorder; Xt its lifted rows and PR = P_r Rt (m rows, the operator's row order), both in panel layout (nb panels,
-** panel strides xs and rs); U the interpolation (n to m). Keeps what rl_swgg_soft_grad needs. */
+** panel strides xs and rs); U the interpolation (n to m). If T (n rows, panel layout, stride ts) is given it
+** receives P_x^T U^T PR, which rl_swgg_soft_grad needs; the operator keeps the rest. */
 double rl_swgg_soft_cost(rl_swgg_soft *w, const rl_interp *U, const real *s, int64_t sstride, const int32_t *xorder,
-                         const real *Xt, int64_t xs, const real *PR, int64_t rs);
+                         const real *Xt, int64_t xs, const real *PR, int64_t rs, real *T, int64_t ts);
 
-/* Gradient of coef * (soft SWGG^2) of the last rl_swgg_soft_cost: gs[i * gstride] += d/ds_i, gXt += d/dXt and
-** Y += coef/m U P_x Xt (the gradient w.r.t. P_r Rt, finished on the reference side); gXt and Y in panel layout. */
+/* Gradient of coef * (soft SWGG^2) of the last rl_swgg_soft_cost (with its T): gs[i * gstride] += d/ds_i,
+** gXt += d/dXt and Y += coef/m U P_x Xt (the gradient w.r.t. P_r Rt, finished on the reference side); gXt and Y in
+** panel layout. */
 void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int64_t xs, const real *PR, int64_t rs,
-                       real coef, real *gs, int64_t gstride, real *gXt, int64_t gxs, real *Y, int64_t ys);
+                       const real *T, int64_t ts, real coef, real *gs, int64_t gstride, real *gXt, int64_t gxs, real *Y,
+                       int64_t ys);
 
 #endif
