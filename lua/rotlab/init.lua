@@ -15,6 +15,7 @@ rl.nn = require "rotlab.nn"
 rl.pool = require "rotlab.pool"
 rl.optim = require "rotlab.optim"
 rl.data = require "rotlab.data"
+rl.h5 = rl.data.h5
 rl.db = require "rotlab.db"
 
 return rl
