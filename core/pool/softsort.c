@@ -151,7 +151,7 @@ int rl_softperm_check(int method, double temperature) {
 size_t rl_softperm_bytes(int64_t n, int64_t c) {
   (void)c; /* blocks are always RL_SOFTPERM_BLOCK wide (narrow ones are padded) */
   size_t N = (size_t)(n > 0 ? n : 1), C = (size_t)RL_SOFTPERM_BLOCK;
-  return 3 * align_up(N * sizeof(int32_t)) + 11 * align_up(N * sizeof(double)) + 8 * align_up(N * sizeof(real)) +
+  return 3 * align_up(N * sizeof(int32_t)) + 11 * align_up(N * sizeof(double)) + 10 * align_up(N * sizeof(real)) +
          8 * align_up(N * C * sizeof(real)) + 3 * align_up(N * LANES * sizeof(real)) + rl_argsort_bytes((int64_t)N);
 }
 
@@ -180,6 +180,8 @@ void rl_softperm_init(rl_softperm *sp, int method, double temperature, int desce
   CARVE(fgap, real, N);
   CARVE(flo, real, N);
   CARVE(fhi, real, N);
+  CARVE(flos, real, N);
+  CARVE(fhis, real, N);
   CARVE(fbgap, real, N);
   CARVE(fblo, real, N);
   CARVE(fbhi, real, N);
@@ -258,11 +260,17 @@ static void lapsum_thresholds(rl_softperm *sp, const double *dgap) {
     int64_t q = n - 1 - k;
     sp->b[q] = beta;
     sp->cnt[q] = (int32_t)j;
-    /* sweep factors of the keys at this threshold, and phi_k = sum_i f(t_i - beta) */
-    double elo = j >= 1 ? exp(t[j - 1] - beta) : 0.0, ehi = j <= n - 1 ? exp(beta - t[j]) : 0.0;
-    sp->flo[q] = (real)elo;
-    sp->fhi[q] = (real)ehi;
-    sp->phi[q] = 0.5 * (A * elo + Bu * ehi);
+    /* sweep factors of the keys at this threshold, and phi_k = sum_i f(t_i - beta), all also scaled by e^{dist},
+    ** dist = distance from beta to the nearest key: in a wide gap every f underflows, but the ratios the backward
+    ** needs (c_k / phi_k) stay finite in the scaled form */
+    double dlo = j >= 1 ? beta - t[j - 1] : INFINITY, dhi = j <= n - 1 ? t[j] - beta : INFINITY;
+    double dist = fmin(dlo, dhi);
+    sp->flo[q] = (real)(j >= 1 ? exp(-dlo) : 0.0);
+    sp->fhi[q] = (real)(j <= n - 1 ? exp(-dhi) : 0.0);
+    double slo = j >= 1 ? exp(dist - dlo) : 0.0, shi = j <= n - 1 ? exp(dist - dhi) : 0.0;
+    sp->flos[q] = (real)slo;
+    sp->fhis[q] = (real)shi;
+    sp->phi[q] = 0.5 * (A * slo + Bu * shi); /* phi_k e^{dist} */
   }
   /* cntq[p] = number of thresholds q with cnt[q] <= p (thresholds at or below key p) */
   int64_t q = 0;
@@ -404,7 +412,7 @@ RL_KERNEL static void lapsum_kernel(rl_softperm *sp, const block_io *io) {
   const int32_t *order = sp->order, *cnt = sp->cnt, *cntq = sp->cntq;
   rl_vec a[NVEC];
   if (io->fwd) {
-    /* pass 1: lo[q] = sum over keys p < cnt[q] of e^{-(b_q - t_p)} x_p */
+    /* pass 1: lo_q = sum over keys p < cnt[q] of e^{-(b_q - t_p)} x_p, kept as e^{b_q - t_{cnt[q]-1}} lo_q */
     VLOOP a[v] = (rl_vec){0};
     int64_t p = 0;
     for (int64_t q = 0; q < n - 1; q++) {
@@ -413,8 +421,8 @@ RL_KERNEL static void lapsum_kernel(rl_softperm *sp, const block_io *io) {
         real f = sp->fgap[p];
         VLOOP a[v] = a[v] * f + vload(AT(x, v));
       }
-      real *d = sp->lo + q * B, f = sp->flo[q];
-      VLOOP vstore(AT(d, v), a[v] * f);
+      real *d = sp->lo + q * B; /* the running sum at the last key below b_q: lo_q = flo[q] * this */
+      VLOOP vstore(AT(d, v), a[v]);
     }
     /* pass 2: thresholds from the top (q = n-1 stands for beta_0 = +inf); row jr = n-1-q of P X is
     ** rowfac (lo[q-1] + hi[q]) + sum of midcoef_p x_p over the keys between thresholds q-1 and q */
@@ -422,9 +430,10 @@ RL_KERNEL static void lapsum_kernel(rl_softperm *sp, const block_io *io) {
     p = n - 1;
     for (int64_t q = n - 1; q >= 0; q--) {
       int64_t jr = n - 1 - q;
-      rl_vec hv[NVEC], o[NVEC];
+      rl_vec hv[NVEC], o[NVEC], ah[NVEC];
       real fh = q <= n - 2 ? sp->fhi[q] : 0;
       VLOOP {
+        ah[v] = a[v]; /* the running sum at the first key above b_q (for the scaled c_k) */
         hv[v] = a[v] * fh;
         o[v] = (rl_vec){0};
       }
@@ -441,16 +450,17 @@ RL_KERNEL static void lapsum_kernel(rl_softperm *sp, const block_io *io) {
       real rf = sp->rowfac[jr];
       if (q >= 1) {
         const real *L = sp->lo + (q - 1) * B;
-        VLOOP o[v] += rf * (vload(AT(L, v)) + hv[v]);
+        real fl = sp->flo[q - 1];
+        VLOOP o[v] += rf * (fl * vload(AT(L, v)) + hv[v]);
       } else {
         VLOOP o[v] += rf * hv[v];
       }
       emit_row(io, jr, o);
-      if (io->scalars && q <= n - 2) { /* c_k (x2) = <G_{k-1} - G_k, lo_q + hi_q>, k = jr */
+      if (io->scalars && q <= n - 2) { /* c_k (x2, scaled by e^{dist_q}) = <G_{k-1} - G_k, lo_q + hi_q>, k = jr */
         const real *L = sp->lo + q * B, *g0 = G + (jr - 1) * ldg, *g1 = G + jr * ldg;
-        real *acc = sp->vsa + q * LANES;
+        real *acc = sp->vsa + q * LANES, sl = sp->flos[q], sh = sp->fhis[q];
         rl_vec ck = vload(acc);
-        VLOOP ck += (vload(AT(g0, v)) - vload(AT(g1, v))) * (vload(AT(L, v)) + hv[v]);
+        VLOOP ck += (vload(AT(g0, v)) - vload(AT(g1, v))) * (sl * vload(AT(L, v)) + sh * ah[v]);
         vstore(acc, ck);
       }
     }
@@ -654,7 +664,7 @@ void rl_softperm_backward_end(rl_softperm *sp, real scale, real *grad_r, int64_t
   double rs = (double)scale * (sp->descending ? -1.0 : 1.0) / sp->temperature;
   if (sp->method == RL_SOFT_LAPSUM) {
     if (n == 1) return;
-    /* d/ds_p = <x_p, sum_k f_{k,p} H_k> - sum_k f_{k,p} c_k / phi_k (both sums accumulated doubled) */
+    /* d/ds_p = <x_p, sum_k f_{k,p} H_k> - sum_k f_{k,p} c_k / phi_k (c_k doubled; c_k and phi_k both scaled) */
     for (int64_t q = 0; q < n - 1; q++) sp->sw[q] = 0.5 * sp->sa[q] / sp->phi[q];
     ssweep_merged(sp->b, n - 1, sp->sw, sp->t, sp->cntq, n, sp->slo, sp->shi);
     for (int64_t p = 0; p < n; p++)

@@ -50,13 +50,15 @@ typedef struct rl_softperm {
   int32_t *cntq;       /* LapSum: cntq[p] = number of thresholds <= key p */
   double *t;           /* sorted keys, ascending */
   double *b;           /* LapSum thresholds, ascending (b[q] = beta_{n-1-q}) */
-  double *phi;         /* LapSum: sum_i f(s_i - b_q) per threshold; SoftSort: row normaliser Z_p */
+  double *phi;         /* LapSum: sum_i f(s_i - b_q) e^{dist_q} per threshold (dist_q: b_q to its nearest key);
+                          SoftSort: row normaliser Z_p */
   double *lo1, *hi1;   /* inclusive one-sided sums of exp(-|t_p - t_i|) over i <= p and i >= p */
   double *sa, *sb, *grt, *sw, *slo, *shi; /* backward: scalar accumulators and scalar sweeps */
   real *fgap, *flo, *fhi;    /* exponential factors of the key sweeps (computed once in prepare) */
+  real *flos, *fhis;         /* LapSum: flo, fhi scaled by e^{dist_q} */
   real *fbgap, *fblo, *fbhi; /* LapSum: factors of the threshold sweeps */
   real *rowfac, *midcoef;    /* LapSum: row factors of P X */
-  real *lo, *lo2;            /* one-sided sums of one block (cap_n x RL_SOFTPERM_BLOCK) */
+  real *lo, *lo2;            /* one-sided running sums of one block (cap_n x RL_SOFTPERM_BLOCK) */
   real *xpad, *gpad, *pxpad, *ypad, *gxpad, *tpad; /* zero-padded copies for blocks narrower than the block */
   real *vsa, *vsb, *vgrt; /* backward partial sums per key, kept lane-wise across blocks (n x vector width) */
   void *sort_scratch;
