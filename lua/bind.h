@@ -90,5 +90,6 @@ int rlb_open_data(lua_State *L);  /* HDF5 datasets, splits, batching */
 int rlb_open_db(lua_State *L);    /* SQLite */
 int rlb_open_proc(lua_State *L);  /* processes (grid launcher) */
 int rlb_open_rotp(lua_State *L);  /* ROTP pooling: core.pool_rotp and its methods */
+int rlb_open_swe(lua_State *L);
 
 #endif

@@ -16,5 +16,6 @@ int luaopen_rotlab_core(lua_State *L) {
   rlb_open_db(L);
   rlb_open_proc(L);
   rlb_open_rotp(L);
+  rlb_open_swe(L);
   return 1;
 }
