@@ -23,6 +23,8 @@ local function python(src)
   return lines
 end
 
+local function amax(x) return math.max(x:max(), -x:min()) end
+
 local function relerr(a, b)
   return math.abs(a - b) / math.max(math.abs(b), 1e-300)
 end
@@ -63,7 +65,7 @@ t:is(table.concat(shape, " "), pyshape, "read: shape as stored (B x Nmax x D)")
 t:is(table.concat(shape, " "), ("%d %d %d"):format(attrs.B, attrs.Nmax, attrs.D), "shape agrees with attributes B, Nmax, D")
 t:ok(relerr(x:sum(), tonumber(pysum)) < 1e-12, "read: sum of inputs/x matches h5py", x:sum() .. " vs " .. pysum)
 t:is(x:get(2, 3, 4), tonumber(pyelem), "read: element [1,2,3] (0-based) matches h5py exactly")
-t:is(math.max(x:max(), -x:min()), tonumber(pymax), "read: max |x| matches h5py")
+t:is(amax(x), tonumber(pymax), "read: max |x| matches h5py")
 
 -- golden-spec invariants: padding rows are zero, mask rows sum to sizes
 local sizes, sshape = rl.h5.read_int(F, case .. "/inputs/sizes")
@@ -88,7 +90,7 @@ t:is(#m8, attrs.B * attrs.Nmax, "read_int accepts uint8 and flattens row-major")
 
 -- float32 rerun vs float64 result: within the reference's own stated difference
 local T64, T32 = rl.h5.read(F, case .. "/outputs/T"), rl.h5.read(F, case .. "/float32/T")
-t:ok(T64:maxdiff(T32) / T64:norm(math.huge) <= attrs.rel_diff_float32_T * (1 + 1e-6),
+t:ok(T64:maxdiff(T32) / amax(T64) <= attrs.rel_diff_float32_T * (1 + 1e-6),
   "float32/T vs outputs/T within rel_diff_float32_T (float32 dataset read)")
 
 -- ------------------------------------------------------------ golden: every dataset of one case per file, vs h5py
@@ -190,6 +192,19 @@ print(f["a/b/x64"].dtype, f["a/b/x32"].dtype, f["ints"].dtype, int(f["ints"][0])
 ]]):format(W))
 t:is(pyw and pyw[1], "str int64 float64 bool_ ['a', 'bc'] [True, False]", "h5py reads our attributes as str, int64, float64, bool")
 t:is(pyw and pyw[2], "float64 float32 int64 9007199254740993 m", "h5py reads our datasets with the requested types")
+
+-- a dataset file (rl.data) round trip in the double build: float64 storage is exact, float32 rounds
+local D = os.tmpname()
+local DX = rl.randn(rl.rng(3), 9, 4)
+rl.data.write(D, { X = DX, offsets = { 0, 4, 5, 9 }, y = { 1, 0, 1 }, attrs = { num_classes = 2 } })
+local dd = rl.data.load(D)
+t:is(dd:values():maxdiff(DX), 0, "dataset write -> load is exact in the double build (float64 default)")
+t:ok(dd:size() == 3 and table.concat(dd:labels(), ",") == "1,0,1", "dataset sets and labels round trip")
+rl.data.write(D, { X = DX, offsets = { 0, 4, 5, 9 }, y = { 1, 0, 1 }, dtype = "float32" })
+local d32 = rl.data.load(D):values()
+t:ok(d32:maxdiff(DX) > 0 and d32:maxdiff(DX) <= 2 ^ -24 * amax(DX), "dtype float32 rounds to float32")
+t:is(rl.h5.read(D, "X"):maxdiff(d32), 0, "rl.h5.read sees the same /X as rl.data.load")
+os.remove(D)
 
 -- ------------------------------------------------------------ errors
 local tmpdir = os.tmpname()
