@@ -14,5 +14,6 @@ int luaopen_rotlab_core(lua_State *L) {
   rlb_open_optim(L);
   rlb_open_data(L);
   rlb_open_db(L);
+  rlb_open_mil(L);
   return 1;
 }
