@@ -3,6 +3,7 @@ rotlab.cli -- the `rotlab` command line. Returns a function(argv) -> exit code.
   rotlab run SCRIPT.lua [key=value ...]   run an experiment script (SCRIPT receives the key=value table as ...)
   rotlab SCRIPT                           the same (lets test files use `#!/usr/bin/env rotlab`)
   rotlab report DB [--format text|markdown|csv]
+  rotlab convert mil DIR OUT.h5 [options]   convert a dataset into rotlab's HDF5 format (rotlab.mil)
 ]]
 local commands = {}
 
@@ -11,6 +12,7 @@ usage: rotlab <command> [args]
 commands:
   run SCRIPT.lua [key=value ...]   run a Lua experiment script
   report DB [options]              mean +- std per configuration (rotlab report --help)
+  convert FORMAT IN OUT.h5 [opts]  convert a dataset (formats: mil; rotlab convert mil --help)
   help                             this text
 Every command takes --help.]]
 
@@ -56,6 +58,22 @@ end
 
 function commands.report(argv)
   return require("rotlab.report").main(argv)
+end
+
+-- rotlab convert FORMAT ...: one module per input format, each with main(argv)
+local converters = { mil = "rotlab.mil" }
+
+function commands.convert(argv)
+  local fmt = argv[2]
+  if fmt == nil or fmt == "--help" or fmt == "-h" then
+    print("usage: rotlab convert FORMAT IN OUT.h5 [options]\nformats: mil (rotlab convert mil --help)")
+    return fmt == nil and 2 or 0
+  end
+  if not converters[fmt] then
+    io.stderr:write(("rotlab convert: unknown format '%s' (known: mil)\n"):format(fmt))
+    return 2
+  end
+  return require(converters[fmt]).main(argv)
 end
 
 return function(argv)
