@@ -435,6 +435,7 @@ function report.pivot(db_path, opts)
     end
     if differs then label_keys[#label_keys + 1] = k end
   end
+  if #label_keys == 0 and keyset.pool then label_keys[1] = "pool" end -- one row: still name its pooling
   if multi_exp then -- experiment first
     for i, k in ipairs(label_keys) do if k == "experiment" then table.remove(label_keys, i) end end
     table.insert(label_keys, 1, "experiment")
