@@ -345,6 +345,9 @@ end
 
 report.DEFAULT_COLS = "dataset"
 report.TOP = 3
+-- Means closer than this count as tied when ranking (sums of the same values in another order differ in the last
+-- bits: 0.85 and (0.8 + 0.9) / 2 must share a rank).
+report.RANK_TIE_TOL = 1e-9
 local TEXT_MARKS = { "***", "**", "*" }
 local SUPERSCRIPT = { "¹", "²", "³", "⁴", "⁵", "⁶", "⁷", "⁸", "⁹" }
 
@@ -461,8 +464,11 @@ function report.pivot(db_path, opts)
         local better = 0
         for _, o in ipairs(rows) do
           local oc = o.cells[c]
-          if oc and oc.mean and oc.mean == oc.mean and (lower and oc.mean < cell.mean or not lower and oc.mean > cell.mean)
-          then better = better + 1 end
+          local tol = report.RANK_TIE_TOL
+          if oc and oc.mean and oc.mean == oc.mean and
+            (lower and oc.mean < cell.mean - tol or not lower and oc.mean > cell.mean + tol) then
+            better = better + 1
+          end
         end
         cell.rank = better + 1
       end
