@@ -162,28 +162,17 @@ static int parse_count(const lines *w, const char *what, int64_t *out) {
 
 /* ---------------------------------------------------------------- the three files */
 
-/* data.csv: d lines of n values -> X (n x d, instance-major, allocated here). */
-static int parse_data(const rl_mil_text *t, rl_mil *m) {
+/* One pass over data.csv (d lines of n values each): checks every line and value; stores value (j, f) at
+** X[j * d + f] when X is not NULL. */
+static int data_pass(const rl_mil_text *t, int64_t n, int64_t d, real *X) {
   lines w;
   char msg[160];
-  if (t->len == 0)
-    return rl_fail(RL_EINVAL, "%s: empty file (expected one line per feature, each with one TAB-separated value "
-                   "per instance)", t->name);
-  int64_t d = count_lines(t), n = 1;
-  lines_start(&w, t);
-  lines_next(&w);
-  for (size_t i = 0; i < w.len; i++) n += w.s[i] == '\t';
-  if ((uint64_t)n > RL_MAX_ALLOC / sizeof(real) / (uint64_t)d)
-    return rl_fail(RL_ENOMEM, "%s: %lld features x %lld instances is too large", t->name, (long long)d,
-                   (long long)n);
-  real *X = rl_malloc((size_t)n * (size_t)d * sizeof(real));
-  if (!X) return RL_ENOMEM;
+  real scratch;
   lines_start(&w, t);
   for (int64_t f = 0; lines_next(&w); f++) {
     if (w.len == 0) {
       snprintf(msg, sizeof msg, "empty line (expected %lld TAB-separated values, one per instance, as line 1)",
                (long long)n);
-      rl_free(X);
       return fail_at(&w, 0, msg);
     }
     size_t col = 0;
@@ -194,13 +183,9 @@ static int parse_data(const rl_mil_text *t, rl_mil *m) {
       if (j >= n) {
         snprintf(msg, sizeof msg, "ragged line: more than %lld values (line 1 has %lld, one per instance)",
                  (long long)n, (long long)n);
-        rl_free(X);
         return fail_at(&w, col, msg);
       }
-      if (parse_value(&w, col, flen, &X[j * d + f])) {
-        rl_free(X);
-        return RL_EINVAL;
-      }
+      if (parse_value(&w, col, flen, X ? &X[j * d + f] : &scratch)) return RL_EINVAL;
       j++;
       if (!tab) break;
       col += flen + 1;
@@ -208,9 +193,34 @@ static int parse_data(const rl_mil_text *t, rl_mil *m) {
     if (j < n) {
       snprintf(msg, sizeof msg, "ragged line: %lld values, expected %lld (as line 1, one per instance)",
                (long long)j, (long long)n);
-      rl_free(X);
       return fail_at(&w, w.len, msg);
     }
+  }
+  return RL_OK;
+}
+
+/* data.csv -> X (n x d, instance-major, allocated here). The whole file is validated before X is allocated, so
+** the allocation is bounded by the size of a valid input (every value takes at least two bytes). */
+static int parse_data(const rl_mil_text *t, rl_mil *m) {
+  lines w;
+  if (t->len == 0)
+    return rl_fail(RL_EINVAL, "%s: empty file (expected one line per feature, each with one TAB-separated value "
+                   "per instance)", t->name);
+  int64_t d = count_lines(t), n = 1;
+  lines_start(&w, t);
+  lines_next(&w);
+  for (size_t i = 0; i < w.len; i++) n += w.s[i] == '\t';
+  int rc = data_pass(t, n, d, NULL);
+  if (rc) return rc;
+  if ((uint64_t)n > RL_MAX_ALLOC / sizeof(real) / (uint64_t)d)
+    return rl_fail(RL_ENOMEM, "%s: %lld features x %lld instances is too large", t->name, (long long)d,
+                   (long long)n);
+  real *X = rl_malloc((size_t)n * (size_t)d * sizeof(real));
+  if (!X) return RL_ENOMEM;
+  rc = data_pass(t, n, d, X);
+  if (rc) {
+    rl_free(X);
+    return rc;
   }
   m->X = X;
   m->dim = d;
