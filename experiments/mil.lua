@@ -69,13 +69,18 @@ local defaults = {
 local SWE_OPTS = { slices = 8, refs = 8 }
 local CSWE_EPS_FRACTION = 0.5
 local ROTP_ITERS = 4
+-- Sizes the authors' MIL script sets (SDS-Lab/ROT-Pooling, backbones/attention_mil.py): attention and gated
+-- attention with 64 hidden units (rotlab's default is 128), Set2Set with 2 processing steps (default 3); the others
+-- use rotlab's defaults, which match it (DeepSet hidden = dim, dynamic pooling k = 3).
+local BASELINE_OPTS = { attention = { hidden = 64 }, gated_attention = { hidden = 64 }, set2set = { steps = 2 } }
 
 local function pool_list()
   local pools = {}
   local function add(pool, opts) pools[#pools + 1] = { pool = pool, pool_opts = opts } end
   for _, p in ipairs { "add", "mean", "max", "attention", "gated_attention", "mixed", "gated_mixed", "deepset",
     "set2set", "dynamic", "gnp" } do
-    if rl.pool[p] then add(p) else print(("mil: note: rl.pool.%s is not in this build; skipped"):format(p)) end
+    if rl.pool[p] then add(p, BASELINE_OPTS[p])
+    else print(("mil: note: rl.pool.%s is not in this build; skipped"):format(p)) end
   end
   if rl.pool.rotp then
     for _, solver in ipairs { "sinkhorn", "badmm-e", "badmm-q" } do
