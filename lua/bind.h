@@ -17,6 +17,7 @@
 #define RLB_SETS "rotlab.sets"
 #define RLB_MODULE "rotlab.module"
 #define RLB_RNG "rotlab.rng"
+#define RLB_DATASET "rotlab.dataset"
 
 /* Tensor userdata: either owns its data (stored inline, so the Lua GC knows the size) or is a view whose
 ** owner (uservalue 1) keeps the memory alive. */
@@ -80,6 +81,9 @@ int rlb_opt_choice(lua_State *L, int idx, const char *key, const char *def, cons
 /* 1 if the option is present (not nil). */
 int rlb_opt_present(lua_State *L, int idx, const char *key);
 
+/* Datasets (bind_data.c): the core dataset of the dataset userdata at idx (raises if it is not one or closed). */
+struct rl_dataset *rlb_checkdataset(lua_State *L, int idx);
+
 /* Area openers: each adds its functions to the table on top of the stack. */
 int rlb_open_core(lua_State *L);  /* tensors, sets, rng, module methods */
 int rlb_open_nn(lua_State *L);    /* Linear, activations, dropout, losses */
@@ -91,5 +95,6 @@ int rlb_open_db(lua_State *L);    /* SQLite */
 int rlb_open_proc(lua_State *L);  /* processes (grid launcher) */
 int rlb_open_rotp(lua_State *L);  /* ROTP pooling: core.pool_rotp and its methods */
 int rlb_open_swe(lua_State *L);
+int rlb_open_mil(lua_State *L);   /* MIL converter, standardisation (after rlb_open_data) */
 
 #endif

@@ -460,6 +460,8 @@ static rlb_dataset *check_dataset(lua_State *L, int idx) {
   return u;
 }
 
+rl_dataset *rlb_checkdataset(lua_State *L, int idx) { return &check_dataset(L, idx)->ds; }
+
 /* rl.data.load(path) -> dataset (validated; errors name the file and the field) */
 static int l_data_load(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);

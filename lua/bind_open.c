@@ -17,5 +17,6 @@ int luaopen_rotlab_core(lua_State *L) {
   rlb_open_proc(L);
   rlb_open_rotp(L);
   rlb_open_swe(L);
+  rlb_open_mil(L);
   return 1;
 }

@@ -7,6 +7,7 @@ rotlab.cli -- the `rotlab` command line. Returns a function(argv) -> exit code.
   rotlab report DB [--format text|markdown|csv]             (rotlab.report)
   rotlab query DB "SQL" [--format text|csv|json]            (rotlab.query)
   rotlab db merge OUT.db SHARD.db ...                       (db.merge)
+  rotlab convert mil DIR OUT.h5 [options]                   (rotlab.mil)
 Every command takes --help; bad input is a message on stderr and exit code 2.
 ]]
 local script = require "rotlab.script"
@@ -23,6 +24,7 @@ commands:
   report DB [options]                   mean +- std per configuration (rotlab report --help)
   query DB "SQL" [--format F]           run one read-only SQL statement on a results DB
   db merge OUT.db SHARD.db ...          merge shard DBs into OUT.db, idempotently
+  convert FORMAT IN OUT.h5 [opts]       convert a dataset (formats: mil; rotlab convert mil --help)
   help                                  this text
 Every command takes --help.]]
 
@@ -79,6 +81,22 @@ function commands.db(argv)
     return 2
   end
   return require("db.merge").main(argv, db_usage)
+end
+
+-- rotlab convert FORMAT ...: one module per input format, each with main(argv)
+local converters = { mil = "rotlab.mil" }
+
+function commands.convert(argv)
+  local fmt = argv[2]
+  if fmt == nil or fmt == "--help" or fmt == "-h" then
+    print("usage: rotlab convert FORMAT IN OUT.h5 [options]\nformats: mil (rotlab convert mil --help)")
+    return fmt == nil and 2 or 0
+  end
+  if not converters[fmt] then
+    io.stderr:write(("rotlab convert: unknown format '%s' (known: mil)\n"):format(fmt))
+    return 2
+  end
+  return require(converters[fmt]).main(argv)
 end
 
 return function(argv)

@@ -1,6 +1,7 @@
 --[[
 rotlab.report -- `rotlab report DB`: one row per configuration, the chosen metric's mean +- std over its runs.
   rotlab report DB [--format text|markdown|csv] [--metric NAME] [--split SPLIT] [--experiment NAME] [--help]
+  rotlab report DB --table1 [--cols KEY] [--lower-better] [...]   the paper-style pivot (see below)
 Runs are grouped by (experiment, config_json); seed and fold are not part of the config, so the runs of one group
 are its seeds/folds. Each FINISHED run contributes its metric value at its LAST logged step; the row shows the mean
 and the sample standard deviation (n - 1; "-" when only one value) of those values, and the mean wall time. Only
@@ -16,6 +17,15 @@ Lua API:
      info = {metric, split, varying (keys), constant (keys), counts = {FINISHED =, FAILED =, ...},
              missing_metric (finished runs without the metric), available (list of "split/name")}
   report.render(rows, info, format) -> text, footer
+  report.pivot(db_path [, {metric =, split =, experiment =, cols = "dataset", lower_better = false}]) -> pivot
+     the paper's Table 1 layout: columns = the values of config key `cols`, rows = the other config keys (the
+     ones that differ between rows make the row label), cells = mean +- sample std of the runs' last values,
+     rank = competition rank of the cell's mean in its column (1 = best; ties share a rank), avg_rank per row.
+     pivot = {cols = {values}, rows = {{label, config (without cols), cells = {[col] = {n, values, mean, std,
+              rank}}, avg_rank}}, info = report.table's info, label_keys, cols_key, lower_better}
+  report.render_pivot(pivot, format [, {top = 3}]) -> text, footer: percent cells "89.2 +- 4.0"; the top 3 of
+     each column marked: text "***" (1st) "**" (2nd) "*" (3rd), markdown bold plus a superscript rank, csv one
+     record per (row, column) with n, mean_pct, std_pct and rank
   report.main(argv) -> exit code (0, or 2 with a message on stderr)
 ]]
 local json = require "rotlab.json"
@@ -38,6 +48,11 @@ mean wall time. Only FINISHED runs count; FAILED/RUNNING/INTERRUPTED runs are co
   --metric NAME     metric name (default acc)
   --split SPLIT     metric split (default test)
   --experiment NAME only this experiment
+  --table1          paper-style pivot (Table 1): one column per value of config key --cols (default dataset),
+                    one row per remaining configuration, cells mean +- std in percent over the runs (folds x
+                    seeds), the top 3 of each column marked (text *** ** *, markdown bold + rank, csv rank column)
+  --cols KEY        the config key whose values become the columns (implies --table1)
+  --lower-better    rank low values first (e.g. for a loss metric)
 Exit code 0, or 2 when the DB is missing, has no runs, or an option is wrong.]]
 
 ------------------------------------------------------------------------------------------------- numbers
@@ -326,19 +341,281 @@ function report.render(rows, info, format)
   return table.concat(out), footer
 end
 
+------------------------------------------------------------------------------------------------- pivot (Table 1)
+
+report.DEFAULT_COLS = "dataset"
+report.TOP = 3
+-- Means closer than this count as tied when ranking (sums of the same values in another order differ in the last
+-- bits: 0.85 and (0.8 + 0.9) / 2 must share a rank).
+report.RANK_TIE_TOL = 1e-9
+local TEXT_MARKS = { "***", "**", "*" }
+local SUPERSCRIPT = { "¹", "²", "³", "⁴", "⁵", "⁶", "⁷", "⁸", "⁹" }
+
+-- "k=v k=v" of a table (sorted keys), the plain value otherwise: a short row label part
+local function label_value(v)
+  if type(v) ~= "table" then return fmt_value(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  if #keys > 0 and #keys == #v then return json.encode(v) end -- a list
+  local parts = {}
+  for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. label_value(v[k]) end
+  return table.concat(parts, " ")
+end
+
+local function check_pivot_opts(opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then error(("report.pivot: expected a table of options, got %s"):format(type(opts)), 0) end
+  for k, v in pairs(opts) do
+    if k == "lower_better" then
+      if type(v) ~= "boolean" then error("report.pivot: option lower_better: expected a boolean", 0) end
+    elseif k == "metric" or k == "split" or k == "experiment" or k == "cols" then
+      if type(v) ~= "string" or v == "" then
+        error(("report.pivot: option %s: expected a non-empty string, got %s"):format(k, type(v)), 0)
+      end
+    else
+      error(("report.pivot: unknown option '%s' (known options: cols, experiment, lower_better, metric, split)")
+        :format(tostring(k)), 0)
+    end
+  end
+  return opts
+end
+
+function report.pivot(db_path, opts)
+  opts = check_pivot_opts(opts)
+  local cols_key = opts.cols or report.DEFAULT_COLS
+  local groups, info = report.table(db_path, { metric = opts.metric, split = opts.split,
+    experiment = opts.experiment })
+  local multi_exp = false
+  for _, g in ipairs(groups) do
+    if g.experiment ~= groups[1].experiment then multi_exp = true end
+  end
+  -- a row is a configuration without the column key (and its experiment when there are several)
+  local rows, by_key, colset, cols = {}, {}, {}, {}
+  for _, g in ipairs(groups) do
+    local colv = g.config[cols_key]
+    if colv == nil then
+      error(("run config has no key '%s' to make the columns (config keys: %s); choose one with --cols")
+        :format(cols_key, table.concat((function()
+          local ks = {}
+          for k in pairs(g.config) do ks[#ks + 1] = k end
+          table.sort(ks)
+          return ks
+        end)(), ", ")), 0)
+    end
+    colv = fmt_value(colv)
+    local cfg = {}
+    for k, v in pairs(g.config) do if k ~= cols_key then cfg[k] = v end end
+    if multi_exp then cfg["experiment"] = g.experiment end
+    local key = json.encode(cfg)
+    local r = by_key[key]
+    if not r then
+      r = { config = cfg, key = key, cells = {} }
+      by_key[key] = r
+      rows[#rows + 1] = r
+    end
+    if r.cells[colv] then -- two groups map to one cell: only possible with several experiments merged
+      for _, v in ipairs(g.values) do r.cells[colv].values[#r.cells[colv].values + 1] = v end
+      r.cells[colv].n = r.cells[colv].n + g.n
+    else
+      r.cells[colv] = { n = g.n, values = { table.unpack(g.values) } }
+    end
+    if not colset[colv] then colset[colv] = true; cols[#cols + 1] = colv end
+  end
+  table.sort(cols)
+  -- the keys that differ between rows make the label
+  local keyset, label_keys = {}, {}
+  for _, r in ipairs(rows) do for k in pairs(r.config) do keyset[k] = true end end
+  local all = {}
+  for k in pairs(keyset) do all[#all + 1] = k end
+  table.sort(all)
+  for _, k in ipairs(all) do
+    local first, differs = nil, false
+    for i, r in ipairs(rows) do
+      local v = r.config[k]
+      local enc = v == nil and "\0missing" or json.encode(v)
+      if i == 1 then first = enc elseif enc ~= first then differs = true end
+    end
+    if differs then label_keys[#label_keys + 1] = k end
+  end
+  if #label_keys == 0 and keyset.pool then label_keys[1] = "pool" end -- one row: still name its pooling
+  if multi_exp then -- experiment first
+    for i, k in ipairs(label_keys) do if k == "experiment" then table.remove(label_keys, i) end end
+    table.insert(label_keys, 1, "experiment")
+  end
+  for _, r in ipairs(rows) do
+    local parts = {}
+    for _, k in ipairs(label_keys) do
+      if r.config[k] ~= nil then parts[#parts + 1] = label_value(r.config[k]) end
+    end
+    r.label = #parts > 0 and table.concat(parts, " ") or "(all runs)"
+    for _, cell in pairs(r.cells) do cell.mean, cell.std = mean_std(cell.values) end
+  end
+  table.sort(rows, function(a, b)
+    if a.label ~= b.label then return a.label < b.label end
+    return a.key < b.key
+  end)
+  -- competition ranks per column ("1224"); a NaN or missing mean is not ranked
+  local lower = opts.lower_better == true
+  for _, c in ipairs(cols) do
+    for _, r in ipairs(rows) do
+      local cell = r.cells[c]
+      if cell and cell.mean and cell.mean == cell.mean then
+        local better = 0
+        for _, o in ipairs(rows) do
+          local oc = o.cells[c]
+          local tol = report.RANK_TIE_TOL
+          if oc and oc.mean and oc.mean == oc.mean and
+            (lower and oc.mean < cell.mean - tol or not lower and oc.mean > cell.mean + tol) then
+            better = better + 1
+          end
+        end
+        cell.rank = better + 1
+      end
+    end
+  end
+  for _, r in ipairs(rows) do
+    local sum, n = 0, 0
+    for _, c in ipairs(cols) do
+      if r.cells[c] and r.cells[c].rank then sum, n = sum + r.cells[c].rank, n + 1 end
+    end
+    r.avg_rank = n > 0 and sum / n or nil
+  end
+  return { cols = cols, rows = rows, info = info, label_keys = label_keys, cols_key = cols_key, lower_better = lower }
+end
+
+function report.render_pivot(pivot, format, ropts)
+  format = format or "text"
+  if not report.FORMATS[format] then
+    error(("unknown format '%s' (expected text, markdown or csv)"):format(tostring(format)), 0)
+  end
+  local top = ropts and ropts.top or report.TOP
+  local info, cols, rows = pivot.info, pivot.cols, pivot.rows
+  local label_head = #pivot.label_keys > 0 and table.concat(pivot.label_keys, " ") or "config"
+  local ns = {}
+  for _, r in ipairs(rows) do
+    for _, c in ipairs(cols) do
+      local cell = r.cells[c]
+      if cell then ns[#cell.values] = true end
+    end
+  end
+  local nlist = {}
+  for n in pairs(ns) do nlist[#nlist + 1] = n end
+  table.sort(nlist)
+  local footer = footer_lines(info, true)
+  table.insert(footer, 1, ("%s/%s in percent: mean +- sample std over %s run(s) per cell (folds x seeds); "
+    .. "columns: %s; top %d per column marked (%s first)"):format(info.split, info.metric,
+    table.concat(nlist, "/"), pivot.cols_key, top, pivot.lower_better and "lowest" or "highest"))
+  local function pct(x) return x and x * 100 or nil end
+
+  if format == "csv" then
+    local out = {}
+    local function line(cells)
+      for i, c in ipairs(cells) do cells[i] = csv_field(c) end
+      out[#out + 1] = table.concat(cells, ",") .. "\r\n"
+    end
+    line({ "row", pivot.cols_key, "n", info.split .. "_" .. info.metric .. "_mean_pct",
+      info.split .. "_" .. info.metric .. "_std_pct", "rank", "row_avg_rank" })
+    for _, r in ipairs(rows) do
+      for _, c in ipairs(cols) do
+        local cell = r.cells[c]
+        if cell then
+          line({ r.label, c, ("%d"):format(#cell.values), fmt_exact(pct(cell.mean)), fmt_exact(pct(cell.std)),
+            cell.rank and ("%d"):format(cell.rank) or "", fmt_exact(r.avg_rank) })
+        end
+      end
+    end
+    return table.concat(out), table.concat(footer, "\n")
+  end
+
+  local function cell_text(cell, md)
+    if not cell or not cell.mean then return "-" end
+    local s = fmt_num(pct(cell.mean), "%.1f") .. (md and " ± " or " +- ") .. fmt_num(pct(cell.std), "%.1f")
+    if cell.rank and cell.rank <= top then
+      if md then return "**" .. s .. "**" .. (SUPERSCRIPT[cell.rank] or ("^" .. cell.rank)) end
+      return s .. " " .. (TEXT_MARKS[cell.rank] or ("#" .. cell.rank))
+    end
+    return s
+  end
+  local head = { label_head }
+  for _, c in ipairs(cols) do head[#head + 1] = c end
+  head[#head + 1] = "avg rank"
+  local body = {}
+  for _, r in ipairs(rows) do
+    local cells = { r.label }
+    for _, c in ipairs(cols) do cells[#cells + 1] = cell_text(r.cells[c], format == "markdown") end
+    cells[#cells + 1] = fmt_num(r.avg_rank, "%.1f")
+    body[#body + 1] = cells
+  end
+  if format == "markdown" then
+    local function esc(s) return (s:gsub("|", "\\|")) end
+    local out = {}
+    local function line(cells)
+      local e = {}
+      for i, c in ipairs(cells) do e[i] = esc(c) end
+      out[#out + 1] = "| " .. table.concat(e, " | ") .. " |\n"
+    end
+    line(head)
+    local sep = { "---" }
+    for i = 2, #head do sep[i] = "---:" end
+    out[#out + 1] = "|" .. table.concat(sep, "|") .. "|\n"
+    for _, cells in ipairs(body) do line(cells) end
+    return table.concat(out), table.concat(footer, "\n")
+  end
+  -- text: the marks hang to the right of right-aligned numbers, so pad every cell to the widest mark
+  local width = {}
+  for i, h in ipairs(head) do width[i] = utf8.len(h) or #h end
+  for _, cells in ipairs(body) do
+    for i, c in ipairs(cells) do width[i] = math.max(width[i], utf8.len(c) or #c) end
+  end
+  local out = {}
+  local function line(cells)
+    local p = {}
+    for i, c in ipairs(cells) do
+      local fill = (" "):rep(width[i] - (utf8.len(c) or #c))
+      p[i] = i == 1 and (c .. fill) or (fill .. c)
+    end
+    out[#out + 1] = (table.concat(p, "  "):gsub("%s+$", "")) .. "\n"
+  end
+  -- numbers line up when every marked cell keeps its mark in a fixed-width slot
+  local mark_w = 0
+  for _, m in ipairs(TEXT_MARKS) do mark_w = math.max(mark_w, #m + 1) end
+  for _, cells in ipairs(body) do
+    for i = 2, #cols + 1 do
+      local c = cells[i]
+      local base, mark = c:match("^(.- %+%- %S+)( %*+)$")
+      if base then cells[i] = base .. mark .. (" "):rep(mark_w - #mark)
+      else cells[i] = c .. (" "):rep(mark_w) end
+    end
+  end
+  for i = 2, #cols + 1 do
+    width[i] = utf8.len(head[i]) or #head[i]
+    for _, cells in ipairs(body) do width[i] = math.max(width[i], utf8.len(cells[i]) or #cells[i]) end
+  end
+  line(head)
+  local dashes = {}
+  for i = 1, #head do dashes[i] = ("-"):rep(width[i]) end
+  out[#out + 1] = table.concat(dashes, "  ") .. "\n"
+  for _, cells in ipairs(body) do line(cells) end
+  return table.concat(out), table.concat(footer, "\n")
+end
+
 ------------------------------------------------------------------------------------------------- command
 
 local function parse_args(argv)
   local opts, format, db_path = {}, "text", nil
   local names = { ["--format"] = "format", ["--metric"] = "metric", ["--split"] = "split",
-    ["--experiment"] = "experiment" }
+    ["--experiment"] = "experiment", ["--cols"] = "cols" }
+  local switches = { ["--table1"] = "table1", ["--lower-better"] = "lower_better" }
   local i = 2
   while i <= #argv do
     local a = argv[i]
     if a == "--help" or a == "-h" then return nil, nil, nil, "help" end
     local flag, value = a:match("^(%-%-[%w_-]+)=(.*)$")
     flag = flag or a
-    if names[flag] then
+    if switches[a] then
+      opts[switches[a]] = true
+    elseif names[flag] then
       if value == nil then
         i = i + 1
         value = argv[i]
@@ -356,10 +633,43 @@ local function parse_args(argv)
     i = i + 1
   end
   if not db_path then error("missing DB path", 0) end
+  if opts.cols then opts.table1 = true end
+  if opts.lower_better and not opts.table1 then error("option --lower-better needs --table1", 0) end
   if not report.FORMATS[format] then
     error(("unknown format '%s' (expected text, markdown or csv)"):format(format), 0)
   end
   return db_path, opts, format
+end
+
+-- Says why there is nothing to show; exit code 2.
+local function no_rows(info, opts, db_path)
+  local c = info.counts
+  local total = c.FINISHED + c.FAILED + c.RUNNING + c.INTERRUPTED
+  local scope = opts.experiment and (" of experiment '" .. opts.experiment .. "'") or ""
+  if total == 0 then
+    io.stderr:write(("rotlab report: no runs%s in '%s'\n"):format(scope, db_path))
+  else
+    io.stderr:write(("rotlab report: no FINISHED runs%s in '%s' (%d FAILED, %d RUNNING, %d INTERRUPTED)\n"):format(
+      scope, db_path, c.FAILED, c.RUNNING, c.INTERRUPTED))
+  end
+  return 2
+end
+
+-- rotlab report DB --table1 ...
+function report.main_pivot(db_path, opts, format)
+  local popts = { metric = opts.metric, split = opts.split, experiment = opts.experiment, cols = opts.cols,
+    lower_better = opts.lower_better }
+  local ok, pivot = pcall(report.pivot, db_path, popts)
+  if not ok then
+    io.stderr:write("rotlab report: ", tostring(pivot), "\n")
+    return 2
+  end
+  if #pivot.rows == 0 then return no_rows(pivot.info, opts, db_path) end
+  local text, footer = report.render_pivot(pivot, format)
+  io.write(text)
+  if format == "csv" then io.stderr:write(footer, "\n")
+  else io.write(format == "markdown" and "\n" or "", footer, "\n") end
+  return 0
 end
 
 function report.main(argv)
@@ -372,24 +682,14 @@ function report.main(argv)
     io.stderr:write("rotlab report: ", db_path, "\n", usage, "\n")
     return 2
   end
+  if opts.table1 then return report.main_pivot(db_path, opts, format) end
   local rows, info
   ok, rows, info = pcall(report.table, db_path, opts)
   if not ok then
     io.stderr:write("rotlab report: ", tostring(rows), "\n")
     return 2
   end
-  if #rows == 0 then
-    local c = info.counts
-    local total = c.FINISHED + c.FAILED + c.RUNNING + c.INTERRUPTED
-    local scope = opts.experiment and (" of experiment '" .. opts.experiment .. "'") or ""
-    if total == 0 then
-      io.stderr:write(("rotlab report: no runs%s in '%s'\n"):format(scope, db_path))
-    else
-      io.stderr:write(("rotlab report: no FINISHED runs%s in '%s' (%d FAILED, %d RUNNING, %d INTERRUPTED)\n"):format(
-        scope, db_path, c.FAILED, c.RUNNING, c.INTERRUPTED))
-    end
-    return 2
-  end
+  if #rows == 0 then return no_rows(info, opts, db_path) end
   local text, footer = report.render(rows, info, format)
   io.write(text)
   if format == "csv" then io.stderr:write(footer, "\n")
