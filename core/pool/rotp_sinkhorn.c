@@ -33,7 +33,7 @@ size_t rotp_sinkhorn_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
 size_t rotp_sinkhorn_work_size(const rotp_opts *o, int64_t n, int64_t d) {
   size_t w = (size_t)(8 * (n + d));
   if (o->structure)
-    w += (size_t)(4 * n * d) + rotp_struct_work_size(n, d, o->debug);
+    w += (size_t)(5 * n * d) + rotp_struct_work_size(n, d, o->debug); /* ... + the kernel K */
   else
     w += (size_t)(n * d); /* the kernel K of the default update */
   return w;
@@ -495,7 +495,8 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
 RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, K = o->inner, blk = 2 * (n + d);
   real *w = s->work, *cm = w, *cs = w + d, *vtmp = w + 2 * d; /* vtmp: 2 blocks */
-  real *Lcur = w + 8 * (n + d), *M = Lcur + nd, *Pw = M + nd, *Fw = Pw + nd, *stw = Fw + nd;
+  real *Lcur = w + 8 * (n + d), *M = Lcur + nd, *Pw = M + nd, *Fw = Pw + nd, *Kw = Fw + nd, *stw = Kw + nd;
+  real *ev = w + 6 * (n + d), *eu = ev + n, mK = 0;
   const real tau = (real)ROTP_TAU;
   const real eps = (real)ROTP_REF_EPS;
   /* initial plan: default log P_0 = lq0 + lp0; compat t_0 = q0 p0^T */
@@ -515,15 +516,25 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
       real lg = o->compat ? rl_log(P[i] + eps) : tau * Lcur[i];
       F[i] = s->x[i] + st->a0 * M[i] + lg;
     }
-    /* inner scaling on F: blocks k = 0..K-1, block K = final (u, v) */
+    /* inner scaling on F: blocks k = 0..K-1, block K = final (u, v); one kernel serves every inner step */
     real *u = NULL, *v = NULL;
+    int kern = 0;
+    if (K > 0 && !o->compat) {
+      real fmax, fmin;
+      block_range(nd, F, &fmax, &fmin);
+      kern = kernel_ok(fmax, fmin, ie);
+      if (kern) kernel_fill(n, d, F, ie, fmax, Kw, &mK);
+    }
     if (K > 0) {
       for (int64_t k = 0; k < K; k++) {
         real *cur = vec ? vec + k * blk : vtmp, *next = vec ? vec + (k + 1) * blk : vtmp + blk;
         if (k == 0) memset(cur, 0, (size_t)blk * sizeof(real));
         if (!o->compat) {
           real *vin = cur, *A = vin + n, *uu = A + d, *B = uu + d;
-          step_fwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, next, cm, cs);
+          if (kern)
+            kstep_fwd(n, d, Kw, mK, r2, r3, s->lp0, s->lq0, vin, A, uu, B, next, ev, eu, cs);
+          else
+            step_fwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, next, cm, cs);
           memcpy(next + n + d, uu, (size_t)d * sizeof(real));
         } else {
           real *uin = cur, *vin = uin + d, *Pc = vin + n, *Q = Pc + d;
@@ -557,7 +568,8 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
 RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, K = o->inner, blk = 2 * (n + d);
   real *w = s->work, *gu = w, *gv = gu + d, *gu2 = gv + n, *gv2 = gu2 + d, *sc = gv2 + n;
-  real *gL = w + 8 * (n + d), *gF = gL + nd, *gP = gF + nd, *stw = gP + 2 * nd;
+  real *gL = w + 8 * (n + d), *gF = gL + nd, *gP = gF + nd, *Kw = gP + nd, *stw = Kw + nd;
+  real *ev = w + 6 * (n + d), *eu = ev + n, mK = 0;
   const real tau = (real)ROTP_TAU;
   const real eps = (real)ROTP_REF_EPS;
   /* dL/d(log P_T) */
@@ -569,6 +581,13 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     const real *P = base, *F = base + nd, *vec = base + 2 * nd;
     double g_ie = 0, gr2 = 0, gr3 = 0;
     memset(gF, 0, (size_t)nd * sizeof(real));
+    int kern = 0;
+    if (K > 0 && !o->compat) {
+      real fmax, fmin;
+      block_range(nd, F, &fmax, &fmin);
+      kern = kernel_ok(fmax, fmin, ie);
+      if (kern) kernel_fill(n, d, F, ie, fmax, Kw, &mK);
+    }
     if (K > 0) {
       lin_bwd(n, d, F, ie, gL, NULL, gF, &g_ie, gu, gv);
       for (int64_t k = K - 1; k >= 0; k--) {
@@ -576,8 +595,12 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
         if (!o->compat) {
           const real *vin = cur, *A = vin + n, *uu = A + d, *B = uu + d;
           if (k < K - 1) memset(gu, 0, (size_t)d * sizeof(real));
-          step_bwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3, g->glp0,
-                   g->glq0);
+          if (kern)
+            kstep_bwd(n, d, F, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3,
+                      g->glp0, g->glq0, ev, eu, sc);
+          else
+            step_bwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3, g->glp0,
+                     g->glq0);
           memcpy(gv, gv2, (size_t)n * sizeof(real));
         } else {
           const real *uin = cur, *vin = uin + d, *Pc = vin + n, *Q = Pc + d;
