@@ -10,6 +10,7 @@
 **   core.proc_alive(pid) -> boolean      a zombie (dead, not yet reaped: e.g. an orphan under a PID 1 that does not
 **                                        reap) counts as dead (Linux /proc/PID/stat state Z or X)
 **   core.proc_sleep(seconds);  core.proc_exe() -> absolute path of this program;  core.proc_pid() -> pid
+**   core.proc_cpus() -> number of CPUs this process may run on (its affinity mask: what Slurm or taskset gave it)
 **   core.proc_trap(names) -> true: SIGTERM/SIGINT/... set a flag instead of killing the process
 **   core.proc_trapped() -> name of the first trapped signal received, or nil
 ** The OS is the "core" here: there is no state to keep, so the calls are made directly. Every error is a Lua error
@@ -18,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -228,6 +230,15 @@ static int l_exe(lua_State *L) {
   return 1;
 }
 
+static int l_cpus(lua_State *L) {
+  cpu_set_t set;
+  long n = 0;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+  if (n < 1) n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n < 1 ? 1 : n);
+  return 1;
+}
+
 static int l_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
   return 1;
@@ -267,7 +278,8 @@ static int l_trapped(lua_State *L) {
 int rlb_open_proc(lua_State *L) {
   static const luaL_Reg fns[] = {{"proc_spawn", l_spawn}, {"proc_wait", l_wait},   {"proc_kill", l_kill},
                                  {"proc_alive", l_alive}, {"proc_sleep", l_sleep}, {"proc_exe", l_exe},
-                                 {"proc_pid", l_pid},     {"proc_trap", l_trap},   {"proc_trapped", l_trapped},
+                                 {"proc_pid", l_pid},     {"proc_cpus", l_cpus},   {"proc_trap", l_trap},
+                                 {"proc_trapped", l_trapped},
                                  {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
   return 0;

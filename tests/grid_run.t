@@ -265,6 +265,41 @@ bad({ "db", "merge", dir .. "/out.db", dir .. "/nosuch.db" }, "no such shard DB"
 bad({ "db", "merge", dir .. "/out.db", v3 }, "newer than this rotlab", "merge of a newer schema")
 bad({ "db", "merge", "--bogus", dir .. "/out.db", db }, "unknown option", "merge with an unknown flag")
 bad({ "db", "merge", db, db }, "is the output DB itself", "merge of a DB into itself")
+---------------------------------------------------------------------------------------------- worker threads
+
+-- each worker logs the thread count it was given (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS)
+local envgrid = dir .. "/env_grid.lua"
+local fh = assert(io.open(envgrid, "w"))
+fh:write([[
+local args = ...
+require("rotlab.experiment").run{ name = "env", db = args.db, configs = { { k = 1 }, { k = 2 } },
+  train = function(cfg, seed, fold, run)
+    run:metric(1, "train", "omp", tonumber(os.getenv("OMP_NUM_THREADS") or "-1"))
+    run:metric(1, "train", "blas", tonumber(os.getenv("OPENBLAS_NUM_THREADS") or "-1"))
+    run:flush()
+  end }
+]])
+fh:close()
+local function env_grid(prefix, extra, name)
+  local edb = dir .. "/env_" .. name .. ".db"
+  local o, k = u.sh(("%s %s grid %s --jobs 2 %s db=%s"):format(prefix, u.q(u.exe), u.q(envgrid), extra, u.q(edb)))
+  t:is(k, 0, "env grid (" .. name .. ") exits 0", o)
+  return u.scalar(edb, "SELECT min(value) FROM metric WHERE name = 'omp'"),
+    u.scalar(edb, "SELECT max(value) FROM metric WHERE name = 'omp'"),
+    u.scalar(edb, "SELECT min(value) FROM metric WHERE name = 'blas'")
+end
+local share = math.max(1, rl.proc.cpus() // 2)
+local lo, hi, blas = env_grid("env -u OMP_NUM_THREADS -u OPENBLAS_NUM_THREADS", "", "default")
+t:ok(lo == share and hi == share and blas == share, ("--jobs 2 on %d CPUs: %d thread(s) per worker"):format(
+  rl.proc.cpus(), share), ("omp %s..%s, blas %s"):format(lo, hi, blas))
+lo, hi, blas = env_grid("env -u OMP_NUM_THREADS", "--threads 3", "given")
+t:ok(lo == 3 and hi == 3 and blas == 3, "--threads 3 reaches every worker", ("omp %s..%s, blas %s"):format(lo, hi, blas))
+lo, hi = env_grid("env OMP_NUM_THREADS=5", "", "inherited")
+t:ok(lo == 5 and hi == 5, "a user's OMP_NUM_THREADS is inherited, not overridden", ("omp %s..%s"):format(lo, hi))
+t:ok(math.type(rl.proc.cpus()) == "integer" and rl.proc.cpus() >= 1, "rl.proc.cpus() is a positive integer")
+bad({ "grid", u.tiny, "--threads", "0" }, "option %-%-threads: expected an integer in 1%.%.1024", "--threads 0")
+bad({ "grid", u.tiny, "--threads", "two" }, "option %-%-threads", "--threads two")
+
 for _, cmd in ipairs { "grid", "slurm", "query", "run", "report" } do
   local o, k = u.rotlab({ cmd, "--help" })
   t:ok(k == 0 and o:find("usage: rotlab " .. cmd), "rotlab " .. cmd .. " --help", o)

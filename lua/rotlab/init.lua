@@ -21,7 +21,7 @@ rl.sqlite = rl.db.sqlite
 rl.json = require "rotlab.json"
 rl.grid = require "rotlab.grid"
 rl.proc = { spawn = core.proc_spawn, wait = core.proc_wait, kill = core.proc_kill, alive = core.proc_alive,
-  sleep = core.proc_sleep, exe = core.proc_exe, pid = core.proc_pid, trap = core.proc_trap,
-  trapped = core.proc_trapped }
+  sleep = core.proc_sleep, exe = core.proc_exe, pid = core.proc_pid, cpus = core.proc_cpus,
+  trap = core.proc_trap, trapped = core.proc_trapped }
 
 return rl

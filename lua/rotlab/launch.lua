@@ -32,7 +32,7 @@ launch.POLL_SECONDS = 0.1
 
 local usage = [[
 usage: rotlab grid SCRIPT.lua [--jobs N] [--shard I/N] [--db PATH] [--no-resume] [--stale SECONDS]
-                              [--max-restarts K] [--quiet] [key=value ...]
+                              [--max-restarts K] [--threads K] [--quiet] [key=value ...]
 Runs the grid script SCRIPT (a Lua file that builds a spec and calls require("rotlab.experiment").run(spec)) with
 N worker processes on this machine, all writing one SQLite results DB (WAL, busy timeout, short transactions).
   --jobs N           worker processes (default 1, at most 256)
@@ -46,6 +46,9 @@ N worker processes on this machine, all writing one SQLite results DB (WAL, busy
   --stale SECONDS    a RUNNING run of another host whose heartbeat is older is dead (default 300); 0: the DB is
                      private to this machine, only live local processes hold runs
   --max-restarts K   replacement workers after worker deaths (default 3)
+  --threads K        threads per worker (OpenMP and OpenBLAS); default: the CPUs this process may use divided by
+                     N (at least 1), unless OMP_NUM_THREADS is set, which the workers then inherit. More threads
+                     than cores across the workers only makes them wait for each other.
   --quiet            no progress line and no summary
   key=value          passed to the script as its `...` table (as with rotlab run)
 Exit code 0 when every run is FINISHED, 1 when some FAILED or are left, 2 on bad input.]]
@@ -53,12 +56,24 @@ launch.usage = usage
 
 local FLAGS = {
   ["--jobs"] = "value", ["--shard"] = "value", ["--db"] = "value", ["--resume"] = "flag", ["--no-resume"] = "flag",
-  ["--stale"] = "value", ["--max-restarts"] = "value", ["--quiet"] = "flag", ["--help"] = "flag", ["-h"] = "flag",
+  ["--stale"] = "value", ["--max-restarts"] = "value", ["--threads"] = "value", ["--quiet"] = "flag",
+  ["--help"] = "flag", ["-h"] = "flag",
   -- internal: the launcher's workers
   ["--worker"] = "flag", ["--since"] = "value",
 }
 
 local function bad(msg) error({ bad = msg }, 0) end
+
+-- Upper bound of --threads.
+launch.MAX_THREADS = 1024
+
+-- Threads per worker: the --threads value, else (unless the user set OMP_NUM_THREADS, which workers inherit) the
+-- CPUs this process may use shared out over the workers. nil: leave the environment alone.
+function launch.worker_threads(requested, jobs, getenv)
+  if requested then return requested end
+  if (getenv or os.getenv)("OMP_NUM_THREADS") then return nil end
+  return math.max(1, rl.proc.cpus() // jobs)
+end
 
 local function int_option(opts, name, lo, hi, default)
   local v = opts[name]
@@ -178,6 +193,7 @@ local function launcher_main(opts, positional, params)
   if opts.resume and opts["no-resume"] then bad("--resume and --no-resume exclude each other") end
   local jobs_n = int_option(opts, "jobs", 1, launch.MAX_JOBS, 1)
   local max_restarts = int_option(opts, "max-restarts", 0, 1000000, launch.MAX_RESTARTS)
+  local threads = launch.worker_threads(int_option(opts, "threads", 1, launch.MAX_THREADS, nil), jobs_n)
   local stale = results.STALE_SECONDS
   if opts.stale then
     stale = tonumber(opts.stale)
@@ -235,7 +251,8 @@ local function launcher_main(opts, positional, params)
   rl.proc.trap({ "TERM", "INT" })
   local live, nlive, started, restarts, deaths = {}, 0, 0, 0, 0
   local function spawn()
-    local pid = rl.proc.spawn(wargv)
+    local pid = rl.proc.spawn(wargv, threads and { env = { OMP_NUM_THREADS = tostring(threads),
+      OPENBLAS_NUM_THREADS = tostring(threads) } } or nil)
     live[pid] = true
     nlive = nlive + 1
     started = started + 1
