@@ -177,6 +177,8 @@ static int l_pool_hrotp(lua_State *L) {
     }
   }
   lua_Integer M = head_list ? (lua_Integer)lua_rawlen(L, head_idx) : RL_HROTP_DEFAULT_HEADS;
+  if (M > RL_HROTP_MAX_HEADS)
+    return ctor_error(L, lua_pushfstring(L, "option 'head' lists %I tables, more than %d heads", M, RL_HROTP_MAX_HEADS));
   if (rlb_opt_present(L, 1, "heads")) {
     if (mode == RL_HROTP_FUSION)
       return ctor_error(L, "option 'heads' only applies to mode = \"mixed\" (fusion pools every set with one lower "

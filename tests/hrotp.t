@@ -366,6 +366,10 @@ do
   m:backward(s, rl.full(1, 2, D))
   t:ok(m:grad("head1.a1"):maxdiff(g1:clone():scale(2)) < 1e-12, "gradients accumulate over backward calls")
   m:zero_grad()
+  m:forward(s)
+  t:is(m:backward(s, rl.full(1, 2, D), false), nil, "backward(input, grad, false) skips the input gradient")
+  t:ok(m:grad("head1.a1"):maxdiff(g1) < 1e-12, "and still accumulates the parameter gradients")
+  m:zero_grad()
   local zsum = 0
   for _, p in ipairs(m:parameters()) do zsum = zsum + p.grad:norm() end
   t:is(zsum, 0, "zero_grad clears every part")
@@ -427,6 +431,10 @@ do
   t:raises(function() hrotp { dim = 3, heads = 0 } end, "option 'heads' must be 1", "M < 1")
   t:raises(function() hrotp { dim = 3, heads = -2 } end, "option 'heads' must be 1", "negative M")
   t:raises(function() hrotp { dim = 3, heads = 1.5 } end, "option 'heads'", "non-integer M")
+  t:raises(function() hrotp { dim = 3, heads = 2000 } end, "option 'heads' must be 1..1024", "M too large")
+  local many = {}
+  for i = 1, 1025 do many[i] = {} end
+  t:raises(function() hrotp { dim = 3, head = many } end, "more than 1024 heads", "a head list too long")
   t:raises(function() hrotp { dim = 3, heads = 3, head = { {}, {} } } end, "'heads' = 3 but option 'head' lists 2",
     "heads disagrees with the head list")
   t:raises(function() hrotp { dim = 3, head = { { solver = "badmm-e" }, iters = 3 } } end, "mixes a list",

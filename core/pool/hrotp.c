@@ -377,42 +377,6 @@ fail:
   return NULL;
 }
 
-rl_module *rl_pool_hrotp_from_configs(int mode, int heads, const rl_rotp_config *head_cfg,
-                                      const rl_rotp_config *top_cfg, int ng, rl_module **g, rl_rng *rng) {
-  rl_hrotp_parts p;
-  memset(&p, 0, sizeof p);
-  p.mode = mode;
-  p.heads = heads;
-  p.ng = ng;
-  p.g = g;
-  if (heads < 1 || heads > RL_HROTP_MAX_HEADS || !head_cfg || !top_cfg) {
-    for (int k = 0; g && k < ng; k++) rl_module_free(g[k]);
-    rl_fail(RL_EINVAL, "hrotp: need 1..%d head configurations and a top configuration, got %d", RL_HROTP_MAX_HEADS,
-            heads);
-    return NULL;
-  }
-  p.head = rl_calloc((size_t)heads, sizeof *p.head);
-  int64_t width = 0;
-  int rc = p.head ? RL_OK : RL_ENOMEM;
-  for (int i = 0; !rc && i < heads; i++)
-    if (!(p.head[i] = rl_pool_rotp_new(&head_cfg[i], rng))) rc = part_fail(RL_EINVAL, "head", i + 1);
-  if (!rc) rc = rl_hrotp_chain_width(mode == RL_HROTP_FUSION ? ng : 0, g, head_cfg[0].dim, &width);
-  if (!rc) {
-    rl_rotp_config tc = *top_cfg;
-    tc.dim = width;
-    if (!(p.top = rl_pool_rotp_new(&tc, rng))) rc = part_fail(RL_EINVAL, "top", 0);
-  }
-  if (rc) {
-    if (!p.head) p.heads = 0;
-    free_parts(&p); /* NULL entries (parts not built) are skipped */
-    rl_free(p.head);
-    return NULL;
-  }
-  rl_module *m = rl_pool_hrotp_new(&p);
-  rl_free(p.head);
-  return m;
-}
-
 /* ---------------------------------------------------------------- inspection */
 
 static const hrotp *as_hrotp(const rl_module *m) { return m && m->ops == &hrotp_ops ? (const hrotp *)m : NULL; }

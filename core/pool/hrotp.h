@@ -44,11 +44,6 @@ int rl_hrotp_chain_width(int ng, rl_module *const *g, int64_t d_in, int64_t *d_o
 ** ROTP, dim mismatch, pooling module in g, too many parameters). */
 rl_module *rl_pool_hrotp_new(const rl_hrotp_parts *p);
 
-/* Convenience for C callers: builds the heads and the top from ROTP configurations (head_cfg[0..heads-1]; the top
-** config's dim is overridden by D, or by g's width) with rl_pool_rotp_new, then as above. */
-rl_module *rl_pool_hrotp_from_configs(int mode, int heads, const rl_rotp_config *head_cfg,
-                                      const rl_rotp_config *top_cfg, int ng, rl_module **g, rl_rng *rng);
-
 /* Inspection. NULL / -1 when m is not an HROTP module or the part does not exist. */
 int rl_hrotp_mode(const rl_module *m);
 int rl_hrotp_heads(const rl_module *m);
