@@ -24,8 +24,12 @@
 /* Length of the thread-local error message buffer. */
 #define RL_ERRMSG_LEN 512
 
-/* Modules have at most this many named parameters. */
-#define RL_MAX_PARAMS 32
+/* Modules have at most this many named parameters. 64 because a composite module lists its parts' parameters
+** under its own name: an HROTP of M heads holds up to 8 tensors per ROTP (a0 a1 a2 a3 rho q0.V q0.w p0.U) for each
+** head and the top, plus those of g, so 64 fits 6 fully learned heads, the top and a small g. */
+#ifndef RL_MAX_PARAMS
+#define RL_MAX_PARAMS 64
+#endif
 
 /* Added to the denominator of the per-set softmax (attention), as the graph softmax of the reference does. */
 #define RL_SOFTMAX_EPS 1e-16

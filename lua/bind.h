@@ -94,6 +94,7 @@ int rlb_open_data(lua_State *L);  /* HDF5 datasets, splits, batching */
 int rlb_open_db(lua_State *L);    /* SQLite */
 int rlb_open_proc(lua_State *L);  /* processes (grid launcher) */
 int rlb_open_rotp(lua_State *L);  /* ROTP pooling: core.pool_rotp and its methods */
+int rlb_open_hrotp(lua_State *L); /* hierarchical ROTP: core.pool_hrotp (needs core.pool_rotp) */
 int rlb_open_swe(lua_State *L);
 int rlb_open_mil(lua_State *L);   /* MIL converter, standardisation (after rlb_open_data) */
 

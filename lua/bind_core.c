@@ -788,7 +788,7 @@ static int m_forward(lua_State *L) {
   int out_idx = lua_gettop(L);
   rl_tensor out = rlb_totensor(L, out_idx)->t;
   if (rl_module_forward(m, &in, &out)) return rlb_error(L);
-  int drop = m->pools ? 1 : 0;
+  int drop = m->pools; /* levels consumed: the remaining ones shift down */
   if (in.nlevels > drop) rlb_pushsets(L, out_idx, in.nlevels - drop, in.offsets + drop, in.count + drop);
   return 1;
 }

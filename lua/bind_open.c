@@ -16,6 +16,7 @@ int luaopen_rotlab_core(lua_State *L) {
   rlb_open_db(L);
   rlb_open_proc(L);
   rlb_open_rotp(L);
+  rlb_open_hrotp(L); /* after rotp: builds its parts with core.pool_rotp */
   rlb_open_swe(L);
   rlb_open_mil(L);
   return 1;

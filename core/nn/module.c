@@ -48,9 +48,12 @@ int rl_module_out_shape(const rl_module *m, const rl_batch *in, int64_t *rows, i
   if (rc) return rc;
   if (m->pools && in->nlevels < 1)
     return rl_fail(RL_EINVAL, "%s: expected a batch of sets (values + offsets), got plain rows", m->ops->kind);
+  if (m->pools > 1 && in->nlevels < m->pools)
+    return rl_fail(RL_EINVAL, "%s: expected a batch of groups of sets (rl.groups(sets, group_offsets)), got %d "
+                   "level(s) of offsets where %d are needed", m->ops->kind, in->nlevels, m->pools);
   rc = m->ops->out_cols(m, in, cols);
   if (rc) return rc;
-  *rows = m->pools ? in->count[0] : rl_rows(&in->values);
+  *rows = m->pools ? in->count[m->pools - 1] : rl_rows(&in->values);
   return RL_OK;
 }
 

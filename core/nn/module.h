@@ -4,7 +4,9 @@
 ** Contract (THNN-like, but with module-owned state):
 **   out_cols(m, in, &cols)                 validates `in` (shape, levels) and gives the output width. Row-wise
 **                                          modules keep the row count; poolings (m->pools = 1) output one row per
-**                                          set of level 0 (in->count[0] rows).
+**                                          set of level 0 (in->count[0] rows); one that pools sets, then groups
+**                                          (m->pools = 2: HROTP set fusion) outputs one row per group of level 1
+**                                          (in->count[1] rows). The batch's remaining levels shift down.
 **   forward(m, in, out)                    out is allocated by the caller with the shape above; the module caches
 **                                          what its backward needs (in workspaces it owns: no allocation per call
 **                                          once they are big enough).
@@ -39,7 +41,7 @@ typedef struct rl_module_ops {
 
 struct rl_module {
   const rl_module_ops *ops;
-  int pools;     /* 1 if the module consumes one level of offsets */
+  int pools;     /* number of offset levels the module consumes: 0 row-wise, 1 sets, 2 groups of sets */
   int training;  /* 1 in training mode (the default), 0 in eval mode */
   int nparams;
   rl_param params[RL_MAX_PARAMS];
