@@ -11,6 +11,8 @@ local t = require("rotlab.tap")()
 
 local dir = u.tmpdir()
 local GRID = { "seeds=5", "epochs=3", "ms=20" } -- 20 configurations x 5 seeds = 100 runs
+local KILL_AFTER_RUNS = 5        -- each kill comes once this many more runs have FINISHED
+local KILL_TIMEOUT_SECONDS = 120 -- or after this long (the check below then fails)
 local function grid_args(extra)
   local a = { "grid", u.tiny }
   for _, x in ipairs(extra) do a[#a + 1] = x end
@@ -88,7 +90,13 @@ local at_kill = {}
 for k = 1, 2 do
   local log = dir .. "/one.log"
   local pid = u.spawn_rotlab(grid_args{ "--jobs", "2", "db=" .. one }, { stdout = log, stderr = log })
-  rl.proc.sleep(0.9)
+  -- kill once a few more runs have finished (polling the DB, not a fixed delay: a loaded machine is slower)
+  local want, deadline = (at_kill[k - 1] or 0) + KILL_AFTER_RUNS, rl.wall_time() + KILL_TIMEOUT_SECONDS
+  while rl.wall_time() < deadline do
+    rl.proc.sleep(0.02)
+    local ok, n = pcall(u.scalar, one, "SELECT count(*) FROM run WHERE status = 'FINISHED'")
+    if ok and n >= want then break end
+  end
   rl.proc.kill(-pid, "KILL")
   local _, kind = rl.proc.wait(pid)
   at_kill[k] = u.scalar(one, "SELECT count(*) FROM run WHERE status = 'FINISHED'")
