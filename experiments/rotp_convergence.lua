@@ -15,7 +15,7 @@ in eval mode.
 
   rotlab run experiments/rotp_convergence.lua [quick=true] [db=results/rotp_convergence.db] [seeds=1] [sets=50]
       [n=500] [d=100] [ts=1,2,...,100] [a1=1] [a2=1] [a3=1] [rho=1] [inner=5] [alpha0=0,1]
-      [solvers=sinkhorn,badmm-e,badmm-q]
+      [solvers=sinkhorn,badmm-e,badmm-q] [progress=true|false]
   quick: 4 sets x 30 x 8, ts = 1,2,4,8,16,32, DB results/rotp_convergence_quick.db -- seconds.
 Exit code 0 when every run FINISHED, 1 otherwise, 2 for a bad argument.
 ]]
@@ -42,6 +42,7 @@ local keys = {
   { name = "inner", kind = "int", default = 5, min = 0, help = "inner scaling steps (structured Sinkhorn only)" },
   { name = "alpha0", kind = "numlist", default = { 0, 1 }, min = 0, help = "alpha0 settings (0: no structure)" },
   { name = "solvers", kind = "list", default = SOLVERS, choices = SOLVERS, help = "solvers" },
+  { name = "progress", kind = "bool", help = "progress bar on stderr (default: when it is a terminal)" },
 }
 
 local function train(cfg, seed, _, run)
@@ -141,7 +142,7 @@ return study.main(SCRIPT, keys, ..., function(opts)
     name = opts.name, script = "experiments/rotp_convergence.lua", db = opts.db, configs = configs, seeds = seeds,
     defaults = { sets = opts.sets, n = opts.n, d = opts.d, ts = opts.ts, a1 = opts.a1, a2 = opts.a2, a3 = opts.a3,
       rho = opts.rho, inner = opts.inner, data = "relu", real = rl.real },
-    train = train,
+    train = train, progress = opts.progress,
   }
   local summary = study.run(spec)
   print(("%s: %d runs finished, %d skipped (already in %s), %d failed, %.1f s"):format(SCRIPT, summary.finished,

