@@ -11,7 +11,8 @@ Prints the accuracy-vs-L table (mean +- sample std over seeds) and the C-SWE con
 
   rotlab run experiments/cswe_slices.lua [data=build/data/digit_points.h5] [db=results/cswe_slices.db]
       [slices=1,4,16,64] [seeds=3] [epochs=20] [refs=16] [pools=mean,swe,cswe] [output=reference|flat]
-      [eps_fraction=0.5] [lr=0.005] [batch_size=32] [encoder=64,64] [trace_every=1] [quick=true]
+      [eps_fraction=0.5] [lr=0.005] [batch_size=32] [encoder=64,64] [clip=MAX_NORM] [trace_every=1]
+      [quick=true]
       [progress=true|false]
   rotlab grid experiments/cswe_slices.lua --jobs 2 [key=value ...]   -- the same runs by 2 worker processes; run
                                                                        -- `rotlab run` afterwards for the table
@@ -87,6 +88,7 @@ local ok, cfg_or_err = pcall(function()
   c.encoder = list_arg("encoder", {}, positive_int)
   c.output = args.output or "reference"
   c.trace_every = args.trace_every == nil and 1 or math.tointeger(args.trace_every)
+  c.clip = args.clip ~= nil and number_arg("clip") or nil
   if c.output ~= "reference" and c.output ~= "flat" then
     error(("cswe_slices: output must be reference or flat, got %s"):format(tostring(c.output)), 0)
   end
@@ -127,7 +129,7 @@ end
 if want.mean then g = g and (grid.list { { pool = "mean" } } + g) or grid.list { { pool = "mean" } } end
 
 local defaults = { epochs = C.epochs, batch_size = C.batch_size, lr = C.lr, weight_decay = 0, refs = C.refs,
-  output = C.output, encoder = C.encoder, standardize = true, trace_every = C.trace_every }
+  output = C.output, encoder = C.encoder, standardize = true, trace_every = C.trace_every, clip = C.clip }
 local seeds = {}
 for s = 1, C.nseeds do seeds[s] = s end
 

@@ -31,8 +31,9 @@ and logs, per layer with prefix P ("cswe" for one layer, "cswe@<position>" for s
   traces (table `trace`, one row of L values per key and step; steps count optimizer steps from 1 over the run)
     P.swgg_hard, P.swgg_soft   per-slice SWGG of the step's training batch (measured by its forward)
     P.slack, P.dual            per-slice slack u and dual lambda after the step's primal-dual update
-    P.eps                      the per-slice bounds, once, at the first step where they are known
-  at steps 1, 1 + k, 1 + 2k, ... for config key trace_every = k (default 1; 0 = no traces);
+    P.eps                      the per-slice bounds, once, at the first traced step where they are known
+  at steps 1, 1 + k, 1 + 2k, ... for config key trace_every = k (default 1; 0 = no traces; anything else that is
+  not an integer >= 0 fails the run); the rows are buffered and written with the epoch's metrics;
   metrics (split "train", per epoch): swgg_hard, swgg_soft, slack, dual (prefixed "P." when there are several
     layers) = the mean over the slices and over EVERY step of the epoch (whatever trace_every is).
 Every run's metrics are buffered and written once per epoch in one transaction; the run row says RUNNING until it
