@@ -162,15 +162,9 @@ local function build(cfg, ds, split)
   return rl.nn.Sequential(mods)
 end
 
--- C-SWE: the projected slack/dual step after every optimizer step, with the per-slice SWGG and duals as traces.
-local function after_step(model, run, step, cfg)
-  if cfg.pool ~= "cswe" then return end
-  local pool = model.modules[#model.modules - 1]
-  pool:dual_step()
-  local g = pool:swgg()
-  if g then run:trace(step, "cswe.swgg_hard", g.hard) end
-  run:trace(step, "cswe.dual", pool:dual())
-end
+-- C-SWE needs no hook here: the runner does the primal-dual step after every optimizer step and logs the per-slice
+-- SWGG (hard, soft), slack and duals as traces (keys cswe.swgg_hard, cswe.swgg_soft, cswe.slack, cswe.dual) and
+-- their epoch means as train metrics (see rotlab.experiment).
 
 ------------------------------------------------------------------------------------------------- datasets
 
@@ -220,7 +214,6 @@ for _, d in ipairs(datasets) do
     seeds = seeds,
     folds = nfolds,
     build = build,
-    after_step = after_step,
     progress = args.progress,
   }
   for k in pairs(total) do total[k] = total[k] + summary[k] end

@@ -6,6 +6,7 @@ rotlab.cli -- the `rotlab` command line. Returns a function(argv) -> exit code.
   rotlab slurm SCRIPT.lua --array N ...                     (rotlab.slurm)
   rotlab report DB [--format text|markdown|csv]             (rotlab.report)
   rotlab query DB "SQL" [--format text|csv|json]            (rotlab.query)
+  rotlab plot DB --run ID --trace swgg|swgg_soft|slack|dual  (rotlab.plot)
   rotlab db merge OUT.db SHARD.db ...                       (db.merge)
   rotlab convert mil DIR OUT.h5 [options]                   (rotlab.mil)
 Every command takes --help; bad input is a message on stderr and exit code 2.
@@ -23,6 +24,8 @@ commands:
   slurm SCRIPT.lua --array N [options]  write a Slurm array job + a dependent merge job (rotlab slurm --help)
   report DB [options]                   mean +- std per configuration (rotlab report --help)
   query DB "SQL" [--format F]           run one read-only SQL statement on a results DB
+  plot DB --run ID --trace NAME [opts]  draw a run's per-slice trace (C-SWE SWGG, slack, duals) to PNG and SVG
+                                        with gnuplot (rotlab plot --help)
   db merge OUT.db SHARD.db ...          merge shard DBs into OUT.db, idempotently
   convert FORMAT IN OUT.h5 [opts]       convert a dataset (formats: mil; rotlab convert mil --help)
   help                                  this text
@@ -62,6 +65,7 @@ function commands.report(argv) return require("rotlab.report").main(argv) end
 function commands.grid(argv) return require("rotlab.launch").main(argv) end
 function commands.slurm(argv) return require("rotlab.slurm").main(argv) end
 function commands.query(argv) return require("rotlab.query").main(argv) end
+function commands.plot(argv) return require("rotlab.plot").main(argv) end
 
 local db_usage = [[
 usage: rotlab db merge OUT.db SHARD.db [SHARD.db ...]

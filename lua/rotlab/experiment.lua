@@ -18,11 +18,24 @@ process) and the workers of `rotlab grid` (many processes, one DB, runs claimed 
     build = function(cfg, ds, split) return model end, -- default: experiment.mlp_pool_model (split: the
                                          -- run's {train=, val=, test=} indices, e.g. for standardisation)
     optimizer = function(params, cfg) return opt end, -- default: Adam(lr, weight_decay)
-    after_step = function(model, run, step) end,     -- optional hook (e.g. dual/slack steps, traces)
+    after_step = function(model, run, step, cfg) end, -- optional hook, after the optimizer (and primal-dual) step
+    after_epoch = function(model, run, epoch, cfg) end, -- optional hook, after the epoch's metrics
+    primal_dual = true,                  -- false: no automatic primal-dual step (the traces are still logged)
     train = function(cfg, seed, fold, run) end,      -- optional: replaces the built-in training of one run;
                                                      -- logs through run:metric/trace/flush (fold is nil or 1..k)
     progress = nil,                      -- true/false; default: on when stderr is a terminal (not in workers)
   }
+Constrained layers (rl.pool.cswe; see rl.optim.primal_dual): when the model built for a run has any, the built-in
+training does rl.optim.primal_dual(model):step() after every optimizer step (the projected slack and dual steps)
+and logs, per layer with prefix P ("cswe" for one layer, "cswe@<position>" for several, e.g. "cswe@4"):
+  traces (table `trace`, one row of L values per key and step; steps count optimizer steps from 1 over the run)
+    P.swgg_hard, P.swgg_soft   per-slice SWGG of the step's training batch (measured by its forward)
+    P.slack, P.dual            per-slice slack u and dual lambda after the step's primal-dual update
+    P.eps                      the per-slice bounds, once, at the first traced step where they are known
+  at steps 1, 1 + k, 1 + 2k, ... for config key trace_every = k (default 1; 0 = no traces; anything else that is
+  not an integer >= 0 fails the run); the rows are buffered and written with the epoch's metrics;
+  metrics (split "train", per epoch): swgg_hard, swgg_soft, slack, dual (prefixed "P." when there are several
+    layers) = the mean over the slices and over EVERY step of the epoch (whatever trace_every is).
 Every run's metrics are buffered and written once per epoch in one transaction; the run row says RUNNING until it
 is FINISHED (or FAILED with the error, or INTERRUPTED), so an interrupted run is visible as such. Each run is
 claimed atomically (store:begin_run): FINISHED runs are skipped, FAILED and INTERRUPTED ones and RUNNING ones whose
@@ -160,12 +173,66 @@ local function make_folds(ds, spec, seed)
   return { rl.data.split(labels, { train = s.train, val = s.val, test = s.test, seed = seed, stratify = true }) }
 end
 
+-- The quantities of a constrained layer logged by the runner (trace key suffix = metric name = pd:state() field).
+experiment.CONSTRAINED_TRACES = { "swgg_hard", "swgg_soft", "slack", "dual" }
+
+-- The constrained-layer bookkeeping of one run: primal-dual steps, traces, epoch means (see the header).
+local function constrained_logger(spec, model, cfg)
+  local layers = rl.optim.constrained_layers(model)
+  if #layers == 0 then return nil end
+  local every = cfg.trace_every
+  if every == nil then every = 1 end
+  if math.type(every) ~= "integer" then
+    if type(every) == "number" and math.tointeger(every) then every = math.tointeger(every)
+    else error(("config key trace_every must be an integer >= 0, got %s"):format(tostring(every)), 0) end
+  end
+  if every < 0 then error(("config key trace_every must be an integer >= 0, got %d"):format(every), 0) end
+  local pd = rl.optim.primal_dual(model)
+  local multi = #layers > 1
+  local lg = { pd = pd, eps_logged = {} }
+  local sums, counts = {}, {}
+
+  function lg.step(run, step)
+    if spec.primal_dual ~= false then pd:step() end
+    local traced = every > 0 and (step - 1) % every == 0
+    for i, st in ipairs(pd:state()) do
+      for _, q in ipairs(experiment.CONSTRAINED_TRACES) do
+        local v = st[q]
+        if v then
+          local key = st.name .. "." .. q
+          sums[key] = (sums[key] or 0) + v:sum()
+          counts[key] = (counts[key] or 0) + v:size()
+          if traced then run:trace(step, key, v) end
+        end
+      end
+      if traced and st.eps and not lg.eps_logged[i] then
+        run:trace(step, st.name .. ".eps", st.eps)
+        lg.eps_logged[i] = true
+      end
+    end
+  end
+
+  function lg.epoch(run, epoch)
+    for _, l in ipairs(layers) do
+      for _, q in ipairs(experiment.CONSTRAINED_TRACES) do
+        local key = l.name .. "." .. q
+        if counts[key] and counts[key] > 0 then
+          run:metric(epoch, "train", multi and key or q, sums[key] / counts[key])
+        end
+      end
+    end
+    sums, counts = {}, {}
+  end
+  return lg
+end
+
 -- Trains one (config, seed, fold) and logs it; returns the final metrics.
 local function train_one(spec, ds, cfg, seed, fold, split, run)
   rl.manual_seed(seed * 1000003 + (fold or 0))
   local model = (spec.build or experiment.mlp_pool_model)(cfg, ds, split)
   local params = model:parameters()
   local opt = (spec.optimizer or default_optimizer)(params, cfg)
+  local constrained = constrained_logger(spec, model, cfg)
   local loss_fn = rl.nn.CrossEntropy()
   local bs = cfg.batch_size or 32
   local step = 0
@@ -184,10 +251,12 @@ local function train_one(spec, ds, cfg, seed, fold, split, run)
       if cfg.clip then rl.optim.clip_grad_norm(params, cfg.clip) end
       opt:step()
       step = step + 1
+      if constrained then constrained.step(run, step) end
       if spec.after_step then spec.after_step(model, run, step, cfg) end
       loss_sum, n = loss_sum + loss * #b, n + #b
     end
     run:metric(epoch, "train", "loss", loss_sum / n)
+    if constrained then constrained.epoch(run, epoch) end
     for _, which in ipairs({ "train", "val", "test" }) do
       local acc, l = evaluate(model, ds, split[which], bs, loss_fn)
       if acc then

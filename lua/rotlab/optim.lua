@@ -14,8 +14,27 @@ low-level steps of the binding (core.optim_*).
 whose value and grad are tensor views writing through to the module. The optimizer keeps its state (momentum
 buffers, Adam moments) as rl tensors in opt.state[i], one table per parameter.
 
-A later primal-dual step for constrained layers (dual ascent on lambda, projected slack update on u) fits beside
-these: an object with step/zero_grad/get_lr/set_lr works with the schedulers, which only use get_lr and set_lr.
+Constrained layers (C-SWE, DESIGN section 3) are trained by a primal-dual method: the optimizer above takes the
+primal step on every parameter (the gradient of the Lagrangian, which the layer's backward adds), then
+
+  local pd = rl.optim.primal_dual(model)   -- every constrained layer of model (Sequentials walked, depth first)
+  pd:step()                                -- after each opt:step(): per layer, the projected slack step
+                                           -- u <- [u - lr_slack (alpha u - lambda)]_+ then the dual step
+                                           -- lambda <- [lambda + lr_dual (g - eps - u)]_+ (g the hard SWGG of
+                                           -- the layer's last training forward); returns pd
+  pd.layers                                -- list of {module =, path = "4" | "2.3", name = "cswe" | "cswe@4"}
+  pd:state() -> list (one per layer) of {name =, path =, swgg_hard =, swgg_soft =, slack =, dual =, eps =}
+                                           -- rl tensors of L values (copies); swgg_* nil before a training
+                                           -- forward, eps nil while it is still to be measured (eps_fraction)
+  pd.steps                                 -- number of pd:step() calls
+  rl.optim.constrained_layers(model) -> the same list as pd.layers, possibly empty (no error)
+
+A constrained layer is a module with the methods dual_step, swgg, dual, slack and eps (rl.pool.cswe). Its rates
+(alpha, lr_slack, lr_dual) are the layer's own options. path is the position in the Sequentials (as in the
+parameter names "4.theta"); name is "cswe" when the model has one constrained layer, "cswe@<path>" when it has
+several (the prefix of the runner's traces and metrics). primal_dual raises an error for a model without
+constrained layers, and pd:step() for a layer that has not measured its SWGG yet (no training forward). With
+compat = "reference" the layer updates its duals inside forward and pd:step() leaves them alone.
 ]]
 local core = require "rotlab.core"
 
@@ -325,6 +344,112 @@ function optim.clip_grad_norm(params, max_norm)
   local grads = {}
   for i, p in ipairs(list) do grads[i] = p.grad end
   return (checked("clip_grad_norm", 2, core.optim_clip_grad_norm, grads, max_norm))
+end
+
+-- ---------------------------------------------------------------- primal-dual step of constrained layers
+
+local CONSTRAINED_METHODS = { "dual_step", "swgg", "dual", "slack", "eps" }
+
+-- Whether m has every method of a constrained layer (indexing a userdata may raise: treated as no).
+local function is_constrained(m)
+  for _, k in ipairs(CONSTRAINED_METHODS) do
+    local ok, f = pcall(function() return m[k] end)
+    if not ok or type(f) ~= "function" then return false end
+  end
+  return true
+end
+
+local function is_module(m)
+  if type(m) ~= "userdata" and type(m) ~= "table" then return false end
+  local ok, f, b = pcall(function() return m.forward, m.backward end)
+  return ok and type(f) == "function" and type(b) == "function"
+end
+
+local function layer_kind(m)
+  local ok, kind = pcall(function() return m:kind() end)
+  if ok and type(kind) == "string" then return (kind:gsub("^pool_", "")) end
+  return "constrained"
+end
+
+-- The constrained layers of model, depth first through containers (tables with a `modules` list).
+local function find_constrained(fname, model)
+  if not is_module(model) then
+    argerror(fname, 1, "expected a module or an rl.nn.Sequential, got " .. (type(model) == "table" and
+      "a table that is not a module" or type(model)))
+  end
+  local layers, seen = {}, {}
+  local function walk(m, path)
+    if is_constrained(m) then
+      layers[#layers + 1] = { module = m, path = path }
+      return
+    end
+    if type(m) ~= "table" or type(m.modules) ~= "table" then return end
+    if seen[m] then argerror(fname, 1, "the model contains itself (a cycle through 'modules')") end
+    seen[m] = true
+    for i, child in ipairs(m.modules) do
+      walk(child, path == "" and tostring(i) or (path .. "." .. i))
+    end
+    seen[m] = nil
+  end
+  walk(model, "")
+  for _, l in ipairs(layers) do
+    local kind = layer_kind(l.module)
+    l.name = #layers == 1 and kind or (kind .. "@" .. (l.path == "" and "0" or l.path))
+  end
+  return layers
+end
+
+function optim.constrained_layers(model)
+  return find_constrained("constrained_layers", model)
+end
+
+local PrimalDual = {}
+PrimalDual.__index = PrimalDual
+PrimalDual.__name = "rotlab.primal_dual"
+
+function optim.primal_dual(model, extra)
+  if extra ~= nil then argerror("primal_dual", 2, "no options: the rates are the layers' own (alpha, lr_slack, lr_dual)") end
+  local layers = find_constrained("primal_dual", model)
+  if #layers == 0 then
+    argerror("primal_dual", 1, "the model has no constrained layer (a module with dual_step, e.g. rl.pool.cswe)")
+  end
+  return setmetatable({ layers = layers, steps = 0 }, PrimalDual)
+end
+
+-- Calls layer method k, re-raising an error with the layer's name (at the user's call).
+local function call_layer(fname, l, k)
+  local ok, res = pcall(l.module[k], l.module)
+  if not ok then
+    local msg = tostring(res):gsub("^[^:\n]*%.lua:%d+: ", "")
+    error(("%s: layer %s (position %s): %s"):format(fname, l.name, l.path == "" and "model" or l.path, msg),
+      caller_level())
+  end
+  return res
+end
+
+function PrimalDual:step()
+  if getmetatable(self) ~= PrimalDual then argerror("step", 1, "expected a primal_dual object (call pd:step())") end
+  for _, l in ipairs(self.layers) do call_layer("primal_dual.step", l, "dual_step") end
+  self.steps = self.steps + 1
+  return self
+end
+
+function PrimalDual:state()
+  if getmetatable(self) ~= PrimalDual then argerror("state", 1, "expected a primal_dual object (call pd:state())") end
+  local out = {}
+  for i, l in ipairs(self.layers) do
+    local sw = call_layer("primal_dual.state", l, "swgg")
+    out[i] = { name = l.name, path = l.path, swgg_hard = sw and sw.hard or nil, swgg_soft = sw and sw.soft or nil,
+      slack = call_layer("primal_dual.state", l, "slack"), dual = call_layer("primal_dual.state", l, "dual"),
+      eps = call_layer("primal_dual.state", l, "eps") }
+  end
+  return out
+end
+
+function PrimalDual:__tostring()
+  local names = {}
+  for i, l in ipairs(self.layers) do names[i] = l.name end
+  return ("rotlab.optim.primal_dual(%s; %d steps)"):format(table.concat(names, ", "), self.steps)
 end
 
 return optim
