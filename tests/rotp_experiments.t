@@ -11,8 +11,6 @@ local t = require("rotlab.tap")()
 -- are TAP TODO items: printed as "not ok ... # TODO", they do not fail the file, and prove reports them as
 -- "unexpectedly succeeded" once the layer is fixed -- then delete the entry.
 local KNOWN = {
-  structured_sinkhorn = "structured Sinkhorn (alpha0 > 0) diverges for a2 = a3 <= 1 with T >= 10: the plan mass " ..
-    "grows until it overflows and the forward raises 'the solver produced a non-finite plan'",
   badmm_max = "the BADMM marginal updates keep the sample marginal at q0 whatever a3 is, so max pooling " ..
     "(a3 = 0) is out of reach",
 }
@@ -127,12 +125,7 @@ do
         t:is(row.nan, 0, label .. ": no NaN in outputs or plans (of the cells whose forward returned)")
         t:is(row.out_inf, 0, label .. ": no Inf in outputs")
         t:is(row.gbad, 0, label .. ": finite input gradients")
-        if solver == "sinkhorn" and a0 > 0 then
-          todo(row.err == 0, label .. ": no forward error (NaN plan)", KNOWN.structured_sinkhorn,
-            ("%d of 16 cells raised"):format(row.err))
-        else
-          t:is(row.err, 0, label .. ": no forward error (NaN plan)")
-        end
+        t:is(row.err, 0, label .. ": no forward error (NaN plan)")
         if solver == "sinkhorn" then
           t:is(row.pinf_bad, 0, label .. ": plans overflow only where a1 + a2 + a3 <= 0.1")
         else

@@ -9,7 +9,10 @@
 **     y = x/e_prev + u + v;  P = lse_n(y), Q = lse_d(y)
 **     u = a2/(a2+e) (u/e + lp0 - P),  v = a3/(a3+e) (v/e + lq0 - Q)
 **   and P = exp(x/e_last + u + v).
-** With structure (Algorithm 1) each outer step t builds -C = x + a0 M(P_t) + tau log P_t (compat: log(P_t + eps)),
+** With structure (Algorithm 1) each outer step t builds -C = x + a0 M(P_t / |P_t|_1) + tau log P_t: the default
+** takes the structure term of the plan normalised to mass 1, because without a mass constraint -a0 <M(P), P> is a
+** concave quadratic in the mass that no entropy or KL term bounds, and the unnormalised iteration diverges (the
+** paper's NaNs); compat (the authors' code) keeps -C = x + a0 M(P_t) + log(P_t + eps).
 ** e = a1 + tau, and runs `inner` scaling steps of the same form on F = -C (u, v restarted at 0):
 **   log P_{t+1} = F/e + u + v  (inner = 0: F/e). Default P_0 = q0 p0^T in the log domain.
 ** The backward recomputes the softmaxes of each step from the recorded vectors (2 exp passes per step) instead of
@@ -507,10 +510,17 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
     real e = st->a1 + tau, ie = 1 / e, r2 = ratio(st->a2, e), r3 = ratio(st->a3, e);
     real *base = s->trace ? s->trace + t * (2 * nd + outer_vec(o, n, d)) : NULL;
     real *P = base ? base : Pw, *F = base ? base + nd : Fw, *vec = base ? base + 2 * nd : NULL;
-    if (o->compat)
+    if (o->compat) {
       memcpy(P, Lcur, (size_t)nd * sizeof(real)); /* compat keeps the plan itself in Lcur */
-    else
-      for (int64_t i = 0; i < nd; i++) P[i] = rl_exp(Lcur[i]);
+    } else {
+      /* the structure term sees the plan normalised to mass 1 (see the header), computed in the log domain */
+      real lmax = -INFINITY;
+      for (int64_t i = 0; i < nd; i++) lmax = Lcur[i] > lmax ? Lcur[i] : lmax;
+      double sum = 0;
+      for (int64_t i = 0; i < nd; i++) sum += rl_exp(Lcur[i] - lmax);
+      real lm = lmax + (real)log(sum);
+      for (int64_t i = 0; i < nd; i++) P[i] = rl_exp(Lcur[i] - lm);
+    }
     rotp_struct_apply(s, P, M, stw);
     for (int64_t i = 0; i < nd; i++) {
       real lg = o->compat ? rl_log(P[i] + eps) : tau * Lcur[i];
@@ -621,10 +631,12 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     double *gs = g->gstep + t * RL_ROTP_NALPHA;
     gs[ROTP_G_A0] += dot;
     step_param_grads(st, tau, g_ie, gr2, gr3, gs);
-    /* gradient w.r.t. log P_t */
+    /* gradient w.r.t. log P_t; default: P holds the normalised plan Pn = exp(L - lse(L)), whose Jacobian is
+    ** diag(Pn) - Pn Pn^T, and <gP, Pn> = a0 <gF, M(Pn)> = a0 dot */
+    real centre = o->compat ? 0 : (real)(st->a0 * dot);
     for (int64_t i = 0; i < nd; i++) {
       real gp = o->compat ? gP[i] + gF[i] / (P[i] + eps) : gP[i];
-      gL[i] = o->compat ? gp * P[i] : tau * gF[i] + gp * P[i];
+      gL[i] = o->compat ? gp * P[i] : tau * gF[i] + (gp - centre) * P[i];
       if (o->compat) gP[i] = gp; /* keep dL/dP_t for the initial plan */
     }
     if (t == 0) {
