@@ -11,7 +11,7 @@ Prints the accuracy-vs-L table (mean +- sample std over seeds) and the C-SWE con
 
   rotlab run experiments/cswe_slices.lua [data=build/data/digit_points.h5] [db=results/cswe_slices.db]
       [slices=1,4,16,64] [seeds=3] [epochs=20] [refs=16] [pools=mean,swe,cswe] [output=reference|flat]
-      [eps_fraction=0.5] [lr=0.005] [batch_size=32] [encoder=64,64] [clip=MAX_NORM] [trace_every=1]
+      [eps_fraction=0.9] [lr=0.005] [batch_size=32] [encoder=64,64] [clip=MAX_NORM] [trace_every=1]
       [quick=true]
       [progress=true|false]
   rotlab grid experiments/cswe_slices.lua --jobs 2 [key=value ...]   -- the same runs by 2 worker processes; run
@@ -83,7 +83,10 @@ local ok, cfg_or_err = pcall(function()
   c.refs = int_arg("refs", 16)
   c.batch_size = int_arg("batch_size", 32)
   c.lr = number_arg("lr", 5e-3)
-  c.eps_fraction = number_arg("eps_fraction", 0.5)
+  -- 0.9, not 0.5: on the digit point sets the hard SWGG of a trained SWE levels off near 0.75x its first-batch
+  -- value (1.62 vs 2.1), so a bound at half of it is never met; the slack then absorbs a standing violation
+  -- whose pull costs accuracy (measured: C-SWE 45-55 % at 0.5 vs 65-78 % at 0.9 for L >= 4)
+  c.eps_fraction = number_arg("eps_fraction", 0.9)
   c.pools = list_arg("pools", { "mean", "swe", "cswe" })
   c.encoder = list_arg("encoder", {}, positive_int)
   c.output = args.output or "reference"
