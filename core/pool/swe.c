@@ -239,13 +239,10 @@ static int swe_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   if (rc) return rc;
   int64_t L = s->cfg.slices, M = s->cfg.refs, d = s->cfg.dim, T = s->total, B = s->nsets;
   int64_t ldo = rl_cols(out);
-  int flat = s->cfg.output == RL_SWE_OUT_FLAT, compat = s->cfg.compat;
+  int flat = s->cfg.output == RL_SWE_OUT_FLAT, compat = s->cfg.compat, nt = s->nthreads;
   const real *X = in->values.data, *R = m->params[1].value.data;
   const int64_t *off = in->offsets[0];
   s->swgg_grad = 0;
-
-  rl_gemm(0, 1, L, T, d, 1, s->theta_n, d, X, d, 0, s->proj, T);
-  rl_gemm(0, 1, L, M, d, 1, s->theta_n, d, R, d, 0, s->rproj, M);
 
   /* slice weights omega = softmax(-lambda / tau) (lambda = 0 for plain SWE: uniform) */
   double mx = -INFINITY, z = 0;
@@ -253,38 +250,49 @@ static int swe_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   for (int64_t l = 0; l < L; l++) z += exp(-(double)s->lambda[l] / s->cfg.tau - mx);
   for (int64_t l = 0; l < L; l++) s->omega[l] = (real)(exp(-(double)s->lambda[l] / s->cfg.tau - mx) / z);
 
-#pragma omp parallel for schedule(static) num_threads(s->nthreads)
-  for (int64_t l = 0; l < L; l++) {
-    emb_scratch e = emb_scratch_at(s, omp_get_thread_num());
-    int32_t *ro = s->rorder + l * M, *pr = s->pair + l * M;
-    rl_argsort(s->rproj + l * M, 1, M, ro, e.sort);
-    if (compat) /* the authors' code pairs r_m with sorted position argsort(R)[m] */
-      memcpy(pr, ro, (size_t)M * sizeof(int32_t));
-    else /* the paper: the position of r_m's rank */
-      for (int64_t k = 0; k < M; k++) pr[ro[k]] = (int32_t)k;
-  }
-
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(s->nthreads)
-  for (int64_t b = 0; b < B; b++) {
-    for (int64_t l = 0; l < L; l++) {
-      emb_scratch e = emb_scratch_at(s, omp_get_thread_num());
+  /* One pass over the input: each set is projected by its own single-threaded gemm (L x d times d x n, written
+  ** slice-major; the set's projections stay in cache for its sorts), sets in parallel. One gemm over the whole
+  ** batch packs (copies) all of X and wakes the BLAS threads, which then spin against ours. */
+  rl_blas_set_threads(1);
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    emb_scratch e = emb_scratch_at(s, t);
+    /* reference side: a block of slices per thread */
+    int64_t l0 = L * t / nth, l1 = L * (t + 1) / nth;
+    if (l1 > l0) rl_gemm(0, 1, l1 - l0, M, d, 1, s->theta_n + l0 * d, d, R, d, 0, s->rproj + l0 * M, M);
+    for (int64_t l = l0; l < l1; l++) {
+      int32_t *ro = s->rorder + l * M, *pr = s->pair + l * M;
+      rl_argsort(s->rproj + l * M, 1, M, ro, e.sort);
+      if (compat) /* the authors' code pairs r_m with sorted position argsort(R)[m] */
+        memcpy(pr, ro, (size_t)M * sizeof(int32_t));
+      else /* the paper: the position of r_m's rank */
+        for (int64_t k = 0; k < M; k++) pr[ro[k]] = (int32_t)k;
+    }
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++) {
       int64_t n = off[b + 1] - off[b];
-      const real *seg = s->proj + l * T + off[b];
-      int32_t *pp = s->perm + l * T + off[b];
-      rl_argsort(seg, 1, n, pp, e.sort);
-      for (int64_t p = 0; p < n; p++) e.xs[p] = seg[pp[p]];
-      const real *xi = e.xs;
-      if (n != M) {
-        rl_interp_build(&e.U, n, M, compat);
-        rl_interp_apply(&e.U, 0, 1, e.xs, 1, e.xi, 1);
-        xi = e.xi;
+      rl_gemm(0, 1, L, n, d, 1, s->theta_n, d, X + off[b] * d, d, 0, s->proj + off[b], T);
+      if (n != M) rl_interp_build(&e.U, n, M, compat);
+      for (int64_t l = 0; l < L; l++) {
+        const real *seg = s->proj + l * T + off[b];
+        int32_t *pp = s->perm + l * T + off[b];
+        rl_argsort(seg, 1, n, pp, e.sort);
+        for (int64_t p = 0; p < n; p++) e.xs[p] = seg[pp[p]];
+        const real *xi = e.xs;
+        if (n != M) {
+          rl_interp_apply(&e.U, 0, 1, e.xs, 1, e.xi, 1);
+          xi = e.xi;
+        }
+        const real *rp = s->rproj + l * M;
+        const int32_t *pr = s->pair + l * M;
+        real *E = flat ? out->data + b * ldo + l * M : s->emb + (b * L + l) * M;
+        for (int64_t k = 0; k < M; k++) E[k] = rp[k] - xi[pr[k]];
       }
-      const real *rp = s->rproj + l * M;
-      const int32_t *pr = s->pair + l * M;
-      real *E = flat ? out->data + b * ldo + l * M : s->emb + (b * L + l) * M;
-      for (int64_t k = 0; k < M; k++) E[k] = rp[k] - xi[pr[k]];
     }
   }
+  rl_blas_set_threads(nt);
 
   if (!flat) {
     const real *w = m->params[2].value.data;
