@@ -56,12 +56,14 @@ local EVAL_SPEEDUP = 5
 local CSWE_STEP_LIMIT = { [64] = 1000 }
 
 -- one timing: median and best wall ms, best CPU ms (os.clock is process CPU time, summed over threads), after two
--- warm-up calls (workspaces grown, heap settled)
+-- warm-up calls (workspaces grown, heap settled); a full collection before each timed call (not timed) frees the
+-- tensors of the previous one, so the call reuses their memory as a training loop's steady state does
 local function timing(fn, repeats)
   fn()
   fn()
   local walls, cpu = {}, math.huge
   for i = 1, repeats do
+    collectgarbage()
     local c0, t0 = os.clock(), util.clock()
     fn()
     walls[i] = (util.clock() - t0) * 1000
