@@ -172,18 +172,27 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
   {
     int t = omp_get_thread_num();
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < T; i++) {
+    for (int64_t i = 0; i < T; i++) { /* panel by panel: contiguous row pieces, no index arithmetic per element */
+      const real *x = X + i * d;
       double nrm = 0;
-      for (int64_t k = 0; k < d; k++) {
-        double v = (double)X[i * d + k] - mu[k];
-        Xt[panel_index(T, i, k)] = (real)v;
-        nrm += v * v;
+      for (int64_t k0 = 0; k0 < d; k0 += BW) {
+        real *dst = Xt + (k0 / BW) * xps + i * BW;
+        const double *m0 = mu + k0;
+        int64_t kn = d - k0 < BW ? d - k0 : BW;
+#pragma omp simd reduction(+ : nrm)
+        for (int64_t kk = 0; kk < kn; kk++) {
+          double v = (double)x[k0 + kk] - m0[kk];
+          dst[kk] = (real)v;
+          nrm += v * v;
+        }
       }
       Xt[panel_index(T, i, d)] = (real)nrm;
       Xt[panel_index(T, i, d + 1)] = 1;
       for (int64_t k = c; k < cp; k++) Xt[panel_index(T, i, k)] = 0;
-      if (gXt)
-        for (int64_t k = 0; k < nb; k++) memset(gXt + k * xps + i * BW, 0, (size_t)BW * sizeof(real));
+    }
+    if (gXt) {
+#pragma omp for schedule(static)
+      for (int64_t k = 0; k < nb; k++) memset(gXt + k * xps, 0, (size_t)xps * sizeof(real));
     }
 
     rl_softperm pr; /* phase R */
@@ -266,9 +275,15 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
     for (int u = 1; u < nt; u++) rl_axpy((int64_t)slab, 1, gRt + (size_t)u * slab, gRt);
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < T; i++) {
-      real gn = gXt[panel_index(T, i, d)];
+      real gn = 2 * gXt[panel_index(T, i, d)];
       real *gx = s->gx_swgg + i * d;
-      for (int64_t k = 0; k < d; k++) gx[k] = gXt[panel_index(T, i, k)] + 2 * Xt[panel_index(T, i, k)] * gn;
+      for (int64_t k0 = 0; k0 < d; k0 += BW) {
+        const real *g = gXt + (k0 / BW) * xps + i * BW, *xt = Xt + (k0 / BW) * xps + i * BW;
+        int64_t kn = d - k0 < BW ? d - k0 : BW;
+        real *o = gx + k0;
+#pragma omp simd
+        for (int64_t kk = 0; kk < kn; kk++) o[kk] = g[kk] + xt[kk] * gn;
+      }
     }
     for (int64_t j = 0; j < M; j++) {
       real gn = gRt[panel_index(M, j, d + 1)];

@@ -165,13 +165,15 @@ static int swe_out_cols(const rl_module *m, const rl_batch *in, int64_t *cols) {
 
 typedef struct emb_scratch {
   real *xs, *xi, *gxi, *gE;
+  real *gsb; /* nmax x L: the gradient w.r.t. one set's projections (backward) */
   rl_interp U;
   void *sort;
 } emb_scratch;
 
-static size_t emb_scratch_bytes(int64_t nmax, int64_t M) {
+static size_t emb_scratch_bytes(int64_t nmax, int64_t M, int64_t L) {
   int64_t k = nmax > M ? nmax : M;
-  return 4 * align_up((size_t)k * sizeof(real)) + align_up((size_t)M * sizeof(int32_t)) +
+  return 4 * align_up((size_t)k * sizeof(real)) + align_up((size_t)(nmax * L) * sizeof(real)) +
+         align_up((size_t)M * sizeof(int32_t)) +
          align_up((size_t)M * sizeof(real)) + align_up(rl_argsort_bytes(k));
 }
 
@@ -187,6 +189,8 @@ static emb_scratch emb_scratch_at(rl_swe *s, int t) {
   p += align_up((size_t)k * sizeof(real));
   e.gE = (real *)p;
   p += align_up((size_t)k * sizeof(real));
+  e.gsb = (real *)p;
+  p += align_up((size_t)(s->nmax * s->cfg.slices) * sizeof(real));
   e.U.lo = (int32_t *)p;
   p += align_up((size_t)M * sizeof(int32_t));
   e.U.w = (real *)p;
@@ -223,7 +227,7 @@ static int prepare_forward(rl_swe *s, const rl_batch *in) {
   s->emb = NULL;
   if (s->cfg.output == RL_SWE_OUT_REFERENCE) s->emb = rl_swe_workspace(s, SWE_WS_EMB, (size_t)(B * L * M) * sizeof(real));
   s->nthreads = omp_get_max_threads();
-  s->thread_bytes = align_up(emb_scratch_bytes(s->nmax, M));
+  s->thread_bytes = align_up(emb_scratch_bytes(s->nmax, M, L));
   s->thread_mem = rl_swe_workspace(s, SWE_WS_THREAD, s->thread_bytes * (size_t)s->nthreads);
   if (!s->proj || !s->rproj || !s->perm || !s->rorder || !s->pair || !s->thread_mem ||
       (s->cfg.output == RL_SWE_OUT_REFERENCE && !s->emb))
@@ -239,13 +243,10 @@ static int swe_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   if (rc) return rc;
   int64_t L = s->cfg.slices, M = s->cfg.refs, d = s->cfg.dim, T = s->total, B = s->nsets;
   int64_t ldo = rl_cols(out);
-  int flat = s->cfg.output == RL_SWE_OUT_FLAT, compat = s->cfg.compat;
+  int flat = s->cfg.output == RL_SWE_OUT_FLAT, compat = s->cfg.compat, nt = s->nthreads;
   const real *X = in->values.data, *R = m->params[1].value.data;
   const int64_t *off = in->offsets[0];
   s->swgg_grad = 0;
-
-  rl_gemm(0, 1, L, T, d, 1, s->theta_n, d, X, d, 0, s->proj, T);
-  rl_gemm(0, 1, L, M, d, 1, s->theta_n, d, R, d, 0, s->rproj, M);
 
   /* slice weights omega = softmax(-lambda / tau) (lambda = 0 for plain SWE: uniform) */
   double mx = -INFINITY, z = 0;
@@ -253,38 +254,49 @@ static int swe_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   for (int64_t l = 0; l < L; l++) z += exp(-(double)s->lambda[l] / s->cfg.tau - mx);
   for (int64_t l = 0; l < L; l++) s->omega[l] = (real)(exp(-(double)s->lambda[l] / s->cfg.tau - mx) / z);
 
-#pragma omp parallel for schedule(static) num_threads(s->nthreads)
-  for (int64_t l = 0; l < L; l++) {
-    emb_scratch e = emb_scratch_at(s, omp_get_thread_num());
-    int32_t *ro = s->rorder + l * M, *pr = s->pair + l * M;
-    rl_argsort(s->rproj + l * M, 1, M, ro, e.sort);
-    if (compat) /* the authors' code pairs r_m with sorted position argsort(R)[m] */
-      memcpy(pr, ro, (size_t)M * sizeof(int32_t));
-    else /* the paper: the position of r_m's rank */
-      for (int64_t k = 0; k < M; k++) pr[ro[k]] = (int32_t)k;
-  }
-
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(s->nthreads)
-  for (int64_t b = 0; b < B; b++) {
-    for (int64_t l = 0; l < L; l++) {
-      emb_scratch e = emb_scratch_at(s, omp_get_thread_num());
+  /* One pass over the input: each set is projected by its own single-threaded gemm (L x d times d x n, written
+  ** slice-major; the set's projections stay in cache for its sorts), sets in parallel. One gemm over the whole
+  ** batch packs (copies) all of X and wakes the BLAS threads, which then spin against ours. */
+  rl_blas_set_threads(1);
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), nth = omp_get_num_threads();
+    emb_scratch e = emb_scratch_at(s, t);
+    /* reference side: a block of slices per thread */
+    int64_t l0 = L * t / nth, l1 = L * (t + 1) / nth;
+    if (l1 > l0) rl_gemm(0, 1, l1 - l0, M, d, 1, s->theta_n + l0 * d, d, R, d, 0, s->rproj + l0 * M, M);
+    for (int64_t l = l0; l < l1; l++) {
+      int32_t *ro = s->rorder + l * M, *pr = s->pair + l * M;
+      rl_argsort(s->rproj + l * M, 1, M, ro, e.sort);
+      if (compat) /* the authors' code pairs r_m with sorted position argsort(R)[m] */
+        memcpy(pr, ro, (size_t)M * sizeof(int32_t));
+      else /* the paper: the position of r_m's rank */
+        for (int64_t k = 0; k < M; k++) pr[ro[k]] = (int32_t)k;
+    }
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t b = 0; b < B; b++) {
       int64_t n = off[b + 1] - off[b];
-      const real *seg = s->proj + l * T + off[b];
-      int32_t *pp = s->perm + l * T + off[b];
-      rl_argsort(seg, 1, n, pp, e.sort);
-      for (int64_t p = 0; p < n; p++) e.xs[p] = seg[pp[p]];
-      const real *xi = e.xs;
-      if (n != M) {
-        rl_interp_build(&e.U, n, M, compat);
-        rl_interp_apply(&e.U, 0, 1, e.xs, 1, e.xi, 1);
-        xi = e.xi;
+      rl_gemm(0, 1, L, n, d, 1, s->theta_n, d, X + off[b] * d, d, 0, s->proj + off[b], T);
+      if (n != M) rl_interp_build(&e.U, n, M, compat);
+      for (int64_t l = 0; l < L; l++) {
+        const real *seg = s->proj + l * T + off[b];
+        int32_t *pp = s->perm + l * T + off[b];
+        rl_argsort(seg, 1, n, pp, e.sort);
+        for (int64_t p = 0; p < n; p++) e.xs[p] = seg[pp[p]];
+        const real *xi = e.xs;
+        if (n != M) {
+          rl_interp_apply(&e.U, 0, 1, e.xs, 1, e.xi, 1);
+          xi = e.xi;
+        }
+        const real *rp = s->rproj + l * M;
+        const int32_t *pr = s->pair + l * M;
+        real *E = flat ? out->data + b * ldo + l * M : s->emb + (b * L + l) * M;
+        for (int64_t k = 0; k < M; k++) E[k] = rp[k] - xi[pr[k]];
       }
-      const real *rp = s->rproj + l * M;
-      const int32_t *pr = s->pair + l * M;
-      real *E = flat ? out->data + b * ldo + l * M : s->emb + (b * L + l) * M;
-      for (int64_t k = 0; k < M; k++) E[k] = rp[k] - xi[pr[k]];
     }
   }
+  rl_blas_set_threads(nt);
 
   if (!flat) {
     const real *w = m->params[2].value.data;
@@ -325,43 +337,58 @@ static const real *grad_embedding(const rl_swe *s, const rl_tensor *gout, int64_
 
 static int swe_backward(rl_module *m, const rl_batch *in, const rl_tensor *gout, rl_tensor *gin) {
   rl_swe *s = (rl_swe *)m;
-  int64_t L = s->cfg.slices, M = s->cfg.refs, d = s->cfg.dim, T = s->total, B = s->nsets;
-  int compat = s->cfg.compat;
+  int64_t L = s->cfg.slices, M = s->cfg.refs, d = s->cfg.dim, B = s->nsets, T = s->total;
+  int compat = s->cfg.compat, nt = s->nthreads;
   const real *X = in->values.data, *R = m->params[1].value.data;
   const int64_t *off = in->offsets[0];
-  s->gs = rl_swe_workspace(s, SWE_WS_GS, (size_t)(T * L) * sizeof(real));
+  real *gth = rl_swe_workspace(s, SWE_WS_GTHETA, (size_t)nt * (size_t)(L * d) * sizeof(real));
   s->grp = rl_swe_workspace(s, SWE_WS_GRP, (size_t)(L * M) * sizeof(real));
-  if (!s->gs || !s->grp) return RL_ENOMEM;
+  if (!gth || !s->grp) return RL_ENOMEM;
 
-  /* sorted positions -> inputs: gs[row, l] = d/d proj[l, row] */
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) num_threads(s->nthreads)
-  for (int64_t b = 0; b < B; b++) {
-    for (int64_t l = 0; l < L; l++) {
-      emb_scratch e = emb_scratch_at(s, omp_get_thread_num());
-      int64_t n = off[b + 1] - off[b];
-      const real *gE = grad_embedding(s, gout, b, l, e.gE);
-      const int32_t *pr = s->pair + l * M, *pp = s->perm + l * T + off[b];
-      memset(e.gxi, 0, (size_t)M * sizeof(real));
-      for (int64_t k = 0; k < M; k++) e.gxi[pr[k]] -= gE[k];
-      const real *gxs = e.gxi;
-      if (n != M) {
-        rl_interp_build(&e.U, n, M, compat);
-        memset(e.xs, 0, (size_t)n * sizeof(real));
-        rl_interp_apply_t(&e.U, 0, 1, e.gxi, 1, e.xs, 1);
-        gxs = e.xs;
-      }
-      for (int64_t p = 0; p < n; p++) s->gs[(off[b] + pp[p]) * L + l] = gxs[p];
-    }
-  }
-  /* reference projections: grp[l, m] = sum_b gE[b, l, m] */
-#pragma omp parallel for schedule(static) num_threads(s->nthreads)
-  for (int64_t l = 0; l < L; l++) {
-    emb_scratch e = emb_scratch_at(s, omp_get_thread_num());
-    real *g = s->grp + l * M;
-    memset(g, 0, (size_t)M * sizeof(real));
+  /* Per set (in parallel, single-threaded BLAS as in the forward): the gradient w.r.t. its projections
+  ** gsb[i, l] = d/d proj[l, i] (back through the pairing, the interpolation and the sort), then its input gradient
+  ** gsb theta and its share gsb^T X_b of the direction gradient (summed per thread). */
+  rl_blas_set_threads(1);
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num();
+    emb_scratch e = emb_scratch_at(s, t);
+    real *gt = gth + (size_t)t * (size_t)(L * d);
+    memset(gt, 0, (size_t)(L * d) * sizeof(real));
+#pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < B; b++) {
-      const real *gE = grad_embedding(s, gout, b, l, e.gE);
-      for (int64_t k = 0; k < M; k++) g[k] += gE[k];
+      int64_t n = off[b + 1] - off[b];
+      if (n != M) rl_interp_build(&e.U, n, M, compat);
+      for (int64_t l = 0; l < L; l++) {
+        const real *gE = grad_embedding(s, gout, b, l, e.gE);
+        const int32_t *pr = s->pair + l * M, *pp = s->perm + l * T + off[b];
+        memset(e.gxi, 0, (size_t)M * sizeof(real));
+        for (int64_t k = 0; k < M; k++) e.gxi[pr[k]] -= gE[k];
+        const real *gxs = e.gxi;
+        if (n != M) {
+          memset(e.xs, 0, (size_t)n * sizeof(real));
+          rl_interp_apply_t(&e.U, 0, 1, e.gxi, 1, e.xs, 1);
+          gxs = e.xs;
+        }
+        for (int64_t p = 0; p < n; p++) e.gsb[(int64_t)pp[p] * L + l] = gxs[p];
+      }
+      if (s->swgg_grad) rl_axpy(n * L, 1, s->gs_swgg + off[b] * L, e.gsb); /* the Lagrangian term's share */
+      if (gin) {
+        rl_gemm(0, 0, n, d, L, 1, e.gsb, L, s->theta_n, d, 0, gin->data + off[b] * d, d);
+        if (s->swgg_grad) rl_axpy(n * d, 1, s->gx_swgg + off[b] * d, gin->data + off[b] * d);
+      }
+      rl_gemm(1, 0, L, d, n, 1, e.gsb, L, X + off[b] * d, d, 1, gt, d);
+    }
+    /* reference projections: grp[l, m] = sum_b gE[b, l, m] */
+#pragma omp for schedule(static)
+    for (int64_t l = 0; l < L; l++) {
+      real *g = s->grp + l * M;
+      memset(g, 0, (size_t)M * sizeof(real));
+      for (int64_t b = 0; b < B; b++) {
+        const real *gE = grad_embedding(s, gout, b, l, e.gE);
+        for (int64_t k = 0; k < M; k++) g[k] += gE[k];
+      }
+      if (s->swgg_grad) rl_axpy(M, 1, s->grp_swgg + l * M, g);
     }
   }
   if (s->cfg.output == RL_SWE_OUT_REFERENCE) { /* weight: d/dw_m = sum_{b,l} g2[b, l] E[b, l, m] */
@@ -374,20 +401,13 @@ static int swe_backward(rl_module *m, const rl_batch *in, const rl_tensor *gout,
         for (int64_t k = 0; k < M; k++) gw[k] += g2 * E[k];
       }
   }
-  if (s->swgg_grad) { /* the Lagrangian term's gradient, left by the training forward */
-    rl_axpy(T * L, 1, s->gs_swgg, s->gs);
-    rl_axpy(L * M, 1, s->grp_swgg, s->grp);
-  }
-
-  if (gin) {
-    rl_gemm(0, 0, T, d, L, 1, s->gs, L, s->theta_n, d, 0, gin->data, d);
-    if (s->swgg_grad) rl_axpy(T * d, 1, s->gx_swgg, gin->data);
-  }
+  for (int u = 1; u < nt; u++) rl_axpy(L * d, 1, gth + (size_t)u * (size_t)(L * d), gth);
+  memcpy(s->gtheta, gth, (size_t)(L * d) * sizeof(real));
   real *gref = m->params[1].grad.data, *gv = m->params[0].grad.data;
   rl_gemm(1, 0, M, d, L, 1, s->grp, M, s->theta_n, d, 1, gref, d);
   if (s->swgg_grad) rl_axpy(M * d, 1, s->gr_swgg, gref);
-  rl_gemm(1, 0, L, d, T, 1, s->gs, L, X, d, 0, s->gtheta, d);
   rl_gemm(0, 0, L, d, M, 1, s->grp, M, R, d, 1, s->gtheta, d);
+  rl_blas_set_threads(nt);
   /* through theta = v / |v|: dv = (dtheta - theta (theta . dtheta)) / |v| */
   for (int64_t l = 0; l < L; l++) {
     const real *th = s->theta_n + l * d, *gt = s->gtheta + l * d;

@@ -90,7 +90,7 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in);
 
 /* Indices of the module's workspaces (rl_swe.ws). */
 enum {
-  SWE_WS_PROJ, SWE_WS_RPROJ, SWE_WS_PERM, SWE_WS_RORDER, SWE_WS_PAIR, SWE_WS_EMB, SWE_WS_GS, SWE_WS_GRP,
+  SWE_WS_PROJ, SWE_WS_RPROJ, SWE_WS_PERM, SWE_WS_RORDER, SWE_WS_PAIR, SWE_WS_EMB, SWE_WS_GTHETA, SWE_WS_GRP,
   SWE_WS_GSSWGG, SWE_WS_GRPSWGG, SWE_WS_GXSWGG, SWE_WS_GRSWGG, SWE_WS_THREAD,
   SWE_WS_XT, SWE_WS_RT, SWE_WS_GXT, SWE_WS_GRT, SWE_WS_PR, SWE_WS_Y, SWE_WS_REFOP, SWE_WS_COSTS, SWE_WS_MISC,
   SWE_WS_THREADSWGG, SWE_WS_TOUCHED, SWE_WS_COUNT
@@ -118,7 +118,6 @@ struct rl_swe {
   int32_t *pair;  /* L x M: sorted position paired with reference m */
   real *emb;      /* nsets x L x M (reference output only) */
   /* backward scratch */
-  real *gs;       /* total x L */
   real *grp;      /* L x M */
   real *gtheta;   /* L x dim */
   /* SWGG gradients left by a training forward */

@@ -117,6 +117,12 @@ double rl_swgg_hard(const rl_interp *U, int64_t d, const real *X, int64_t ldx, c
 
 /* ------------------------------------------------------------------------------------------------ soft */
 
+/* y += a x over whole panels (AVX2 clone: this code is otherwise built for baseline x86-64). */
+RL_KERNEL static void panel_axpy(int64_t count, real a, const real *x, real *y) {
+#pragma omp simd
+  for (int64_t i = 0; i < count; i++) y[i] += a * x[i];
+}
+
 void rl_swgg_panels_apply(rl_softperm *sp, int64_t nb, const real *A, int64_t as, real *PA, int64_t ps) {
   for (int64_t k = 0; k < nb; k++) {
     rl_softperm_io io = {0};
@@ -226,14 +232,9 @@ void rl_swgg_soft_grad(rl_swgg_soft *w, const rl_interp *U, const real *Xt, int6
       io.ldp = B;
       rl_softperm_block(&w->px, B, &io);
       rl_interp_apply(U, w->rev, B, w->pxt, B, w->upx, B);
-      real *y = Y + k * ys;
-#pragma omp simd
-      for (int64_t i = 0; i < m * B; i++) y[i] += scale * w->upx[i];
+      panel_axpy(m * B, scale, w->upx, Y + k * ys);
     }
-    const real *t = T + k * ts; /* gXt += scale P_x^T U^T P_r Rt (kept by the cost) */
-    real *g = gXt + k * gxs;
-#pragma omp simd
-    for (int64_t i = 0; i < n * B; i++) g[i] += scale * t[i];
+    panel_axpy(n * B, scale, T + k * ts, gXt + k * gxs); /* gXt += scale P_x^T U^T P_r Rt (kept by the cost) */
   }
   rl_softperm_backward_end(&w->px, scale, gs, gstride);
 }
