@@ -59,6 +59,44 @@ static inline float rl_exp(float x) {
 }
 #endif
 
+/* log for loops over rows or columns (vectorises: no libm call): Cephes' logf, m 2^e with m in [sqrt(1/2), sqrt(2)),
+** log(1 + (m - 1)) by its degree-9 polynomial. Max relative error 8e-8 over normal floats (measured against
+** double log); 0 gives -inf, inf gives inf, negatives and NaN give NaN. Subnormal inputs are not supported (these
+** are sums of exps with their maximum term 1, or column sums of a plan). The double build uses libm. */
+#ifdef RL_DOUBLE
+static inline real rl_logv(real x) { return log(x); }
+#else
+static inline float rl_logv(float x) {
+  uint32_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  float e = (float)((int32_t)((bits >> 23) & 0xff) - 126);
+  uint32_t mb = (bits & 0x807fffffu) | 0x3f000000u; /* mantissa in [0.5, 1) */
+  float m;
+  memcpy(&m, &mb, sizeof m);
+  int lo = m < 0.707106781186547524f;
+  e = lo ? e - 1.0f : e;
+  m = lo ? m + m - 1.0f : m - 1.0f;
+  float z = m * m;
+  float y = 7.0376836292e-2f;
+  y = y * m - 1.1514610310e-1f;
+  y = y * m + 1.1676998740e-1f;
+  y = y * m - 1.2420140846e-1f;
+  y = y * m + 1.4249322787e-1f;
+  y = y * m - 1.6668057665e-1f;
+  y = y * m + 2.0000714765e-1f;
+  y = y * m - 2.4999993993e-1f;
+  y = y * m + 3.3333331174e-1f;
+  y = y * m * z;
+  y = y + e * -2.12194440e-4f;
+  y = y - 0.5f * z;
+  float v = m + y + e * 0.693359375f;
+  v = x == 0 ? -INFINITY : v;
+  v = x == INFINITY ? INFINITY : v;
+  v = x < 0 || x != x ? NAN : v;
+  return v;
+}
+#endif
+
 /* log of a per-row / per-column sum (not per element): libm in the type of `real`. */
 #ifdef RL_DOUBLE
 static inline real rl_log(real x) { return log(x); }
