@@ -58,14 +58,15 @@ local function wall_each(fn, repeats)
 end
 
 -- matrix-multiply flops of learned alpha0 (per set and use of the structure term): M(t) = X ((X^T t) c1) / s2 costs
--- 4 N D^2 + 2 D^3 forward; its reverse (dL/dt, dL/dc1, dL/dX through c2, rotp_kernels.c) needs X^T g, X (Xg c1),
--- g (c1 Xt^T) + t (c1 Xg^T) and Xt^T Xg: 8 N D^2 + 8 D^3 given the forward's X^T t. Sinkhorn uses the term once
--- per outer step, BADMM twice per iteration.
+-- 4 N D^2 + 2 D^3 forward; its reverse (dL/dt, dL/dc1, dL/dX through c2, rotp_kernels.c) needs X^T g, (X^T t) c1,
+-- (X^T g) c1, X (Xg c1), g (Xt c1)^T + t (Xg c1)^T and Xt^T Xg: 8 N D^2 + 6 D^3 given the forward's X^T t. Sinkhorn
+-- uses the term once per outer step; BADMM twice per iteration, but the last iteration only once (its plan is the
+-- t of that iteration, which needs M(s) alone).
 local function gemm_flops(solver, T)
   local fwd = 4 * N * D * D + 2 * D * D * D
-  local bwd = 8 * N * D * D + 8 * D * D * D
-  local uses = solver == "sinkhorn" and 1 or 2
-  return B * T * uses * (fwd + bwd), B * T * uses * fwd
+  local bwd = 8 * N * D * D + 6 * D * D * D
+  local uses = solver == "sinkhorn" and T or 2 * T - 1
+  return B * uses * (fwd + bwd), B * uses * fwd
 end
 
 -- The yardsticks: one exp pass over the batch (the solvers' own kernel, rl_rotp_exp_pass: every value of a fresh
@@ -141,7 +142,8 @@ print(("exp pass over the batch (rl_rotp_exp_pass, fresh values each call): %d t
   .. "wall, %.2f CPU ms; 1 thread %.2f ms median, %.2f ms best wall, %.2f CPU ms = the per-core cost (%.3f ns per entry)")
   :format(threads, enmed, enbest, encpu, e1med, e1best, exp_core, exp_core * 1e6 / (B * N * D)))
 print(("sgemm (X^T t, %dx%dx%d, 1 thread): %.1f GFLOP/s per core"):format(D, D, N, gflops))
-print("CPU ms = process CPU time per call (all threads, mean over a loop); ratios: CPU ms / the per-core yardstick")
+print("CPU ms = process CPU time per call (all threads, mean over a loop, passive OpenMP waits); ratios: CPU ms / the "
+  .. "per-core yardstick")
 print()
 print(("%-9s %-6s %3s | %9s %9s | %9s %9s | %8s %8s | %8s | %7s | %s"):format("solver", "alpha0", "T", "fwd ms",
   "f+b ms", "f best", "f+b best", "fwd CPU", "f+b CPU", "ns/entry", "peak MB", "vs target"))
@@ -152,8 +154,11 @@ for _, solver in ipairs { "sinkhorn", "badmm-e", "badmm-q" } do
   configs[#configs + 1] = ("%s:learn:4"):format(solver)
 end
 local reference = { sinkhorn = 126, ["badmm-e"] = 190, ["badmm-q"] = 207 }
+-- OpenMP threads wait passively between parallel regions (unless OMP_WAIT_POLICY is set): a spinning thread would
+-- count as CPU time, and on a shared machine a descheduled one makes its partner spin at the barrier
+local policy = os.getenv("OMP_WAIT_POLICY") and "" or "OMP_WAIT_POLICY=passive "
 for _, c in ipairs(configs) do
-  local out = run(('%s run "%s" config=%s'):format(host, self, c))
+  local out = run(('%s%s run "%s" config=%s'):format(policy, host, self, c))
   local solver, a0, T, f, fb, fbest, fbbest, peak, _, fcpu, fbcpu =
     out:match("RESULT (%S+) (%S+) (%d+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)")
   if not solver then
