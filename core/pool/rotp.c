@@ -174,7 +174,9 @@ static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   int64_t D = c->dim, B = in->count[0], R = rl_rows(&in->values);
   const int64_t *off = in->offsets[0];
   int rc = RL_OK;
-  if (!rl_all_finite(in->values.numel, in->values.data))
+  /* the input check runs per set in the solver loop (cache-hot) unless the priors or the structure read x first */
+  int early = c->structure || c->p0_learn || c->q0_learn;
+  if (early && !rl_all_finite(in->values.numel, in->values.data))
     return rl_expect_finite(in->values.data, in->values.numel, "rotp: input"); /* names the value */
   refresh_steps(r);
   r->B = B;
@@ -196,47 +198,58 @@ static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   int nth = omp_get_max_threads();
   size_t wsz = work_size(r, nmax);
   real *work = wsr(&r->w_work, wsz * (size_t)nth, &rc);
+  int64_t *offc = wsb(&r->w_off, (size_t)(B + 1) * sizeof(int64_t), &rc);
+  real *lden = wsr(&r->w_den, (size_t)(B * D), &rc), *pscr = wsr(&r->w_pscr, (size_t)(B * D), &rc);
   if (rc) return rc;
+  memcpy(offc, off, (size_t)(B + 1) * sizeof(int64_t));
+  const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data;
+  int bad = 0;
   if (c->structure) rl_blas_set_threads(1);
-#pragma omp parallel for schedule(dynamic, 1)
+  /* each set's solver, then its pooled output while the plan is in cache */
+#pragma omp parallel for schedule(dynamic, 1) reduction(|| : bad)
   for (int64_t b = 0; b < B; b++) {
     rotp_set s;
     set_of(r, in, b, work + wsz * (size_t)omp_get_thread_num(), &s);
+    if (!early && !rl_all_finite(s.n * D, s.x)) {
+      bad = 1;
+      continue;
+    }
     if (c->grad == RL_ROTP_GRAD_IMPLICIT && s.trace)
       rotp_sinkhorn_fixed_point(&r->opts, &s, s.trace + s.n, s.trace);
     else if (c->solver == RL_ROTP_SINKHORN)
       rotp_sinkhorn_forward(&r->opts, &s);
     else
       rotp_badmm_forward(&r->opts, &s);
+    int64_t o = off[b];
+    if (c->output == RL_ROTP_OUT_REFERENCE)
+      rotp_pool_ref_forward(s.n, D, X + o * D, P + o * D, out->data + b * D);
+    else
+      rotp_pool_eq5_forward(s.n, D, X + o * D, P + o * D, LP + o * D, out->data + b * D, lden + b * D, pscr + b * D);
   }
   if (c->structure) rl_blas_set_threads(nth);
-  /* pooled output (per set, in parallel) */
-  int64_t *offc = wsb(&r->w_off, (size_t)(B + 1) * sizeof(int64_t), &rc);
-  real *lden = wsr(&r->w_den, (size_t)(B * D), &rc), *pscr = wsr(&r->w_pscr, (size_t)(B * D), &rc);
-  if (rc) return rc;
-  memcpy(offc, off, (size_t)(B + 1) * sizeof(int64_t));
-  const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int64_t b = 0; b < B; b++) {
-    int64_t o = off[b], n = off[b + 1] - o;
-    if (c->output == RL_ROTP_OUT_REFERENCE)
-      rotp_pool_ref_forward(n, D, X + o * D, P + o * D, out->data + b * D);
-    else
-      rotp_pool_eq5_forward(n, D, X + o * D, LP + o * D, out->data + b * D, lden + b * D, pscr + b * D);
+  if (bad) {
+    r->has_trace = 0;
+    return rl_expect_finite(in->values.data, in->values.numel, "rotp: input"); /* names the value */
   }
   return rl_expect_finite(out->data, out->numel, "rotp: output (the solver produced a non-finite plan)");
 }
 
-/* Shared backward given dL/dlog P in r->w_gplan (rows x D); gx (rows x D) receives dL/dx when not NULL. */
-static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, real *gx_extra) {
+/* Shared backward. gy (B x D): the gradient of the output, whose reverse (dL/dlog P and the direct dL/dx) runs per
+** set in the solver loop; NULL: dL/dlog P is already in r->w_gplan. gx_out (rows x D) receives dL/dx when not
+** NULL. Without debug, the solvers, the structure and the priors all add into one array (gx_out itself when
+** given); debug keeps the parts apart for rl_rotp_debug_xpartial. */
+static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, const real *gy) {
   const rl_rotp_config *c = &r->cfg;
   int64_t D = c->dim, B = in->count[0], R = rl_rows(&in->values), T = c->iters;
   const int64_t *off = in->offsets[0];
   if (!r->has_trace)
     return rl_fail(RL_ESTATE, "rotp: backward needs a forward in training mode (the last forward ran in eval mode "
                               "and kept no iteration state)");
-  int rc = 0;
-  real *gx = wsr(&r->w_gx, (size_t)(R * D), &rc), *gxs = wsr(&r->w_gxs, (size_t)(R * D), &rc);
+  int rc = 0, one = !c->debug;
+  real *gx = one && gx_out ? gx_out : wsr(&r->w_gx, (size_t)(R * D), &rc);
+  real *gxs = one ? gx : wsr(&r->w_gxs, (size_t)(R * D), &rc);
+  real *gxo = !one && gy ? wsr(&r->w_out, (size_t)(R * D), &rc) : NULL;
+  real *gP = wsr(&r->w_gplan, (size_t)(R * D), &rc);
   real *glp0 = wsr(&r->w_glp0, (size_t)(B * D), &rc), *gp0 = wsr(&r->w_gp0, (size_t)(B * D), &rc);
   real *glq0 = wsr(&r->w_glq0, (size_t)R, &rc), *gq0 = wsr(&r->w_gq0, (size_t)R, &rc);
   real *gc1 = c->structure ? wsr(&r->w_gc1, (size_t)(B * D * D), &rc) : NULL;
@@ -253,8 +266,6 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     if (gc2) memset(gc2, 0, (size_t)c2off[B] * sizeof(real));
   }
   if (rc) return rc;
-  memset(gx, 0, (size_t)(R * D) * sizeof(real));
-  memset(gxs, 0, (size_t)(R * D) * sizeof(real));
   memset(glp0, 0, (size_t)(B * D) * sizeof(real));
   memset(gp0, 0, (size_t)(B * D) * sizeof(real));
   memset(glq0, 0, (size_t)R * sizeof(real));
@@ -266,19 +277,36 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
   size_t wsz = work_size(r, r->nmax);
   real *work = wsr(&r->w_work, wsz * (size_t)nth, &rc);
   if (rc) return rc;
+  const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data, *lden = r->w_den.data;
+  real *pscr = r->w_pscr.data;
   if (c->structure) rl_blas_set_threads(1);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b = 0; b < B; b++) {
+    int64_t o = off[b], n = off[b + 1] - o;
+    real *gxb = gx + o * D;
+    /* the output's reverse (its direct dL/dx initialises this set's rows), or zeros */
+    if (gy) {
+      real *direct = gxo ? gxo + o * D : gxb;
+      if (c->output == RL_ROTP_OUT_REFERENCE)
+        rotp_pool_ref_backward(n, D, X + o * D, P + o * D, gy + b * D, gP + o * D, direct);
+      else
+        rotp_pool_eq5_backward(n, D, X + o * D, P + o * D, LP + o * D, gy + b * D, lden + b * D, gP + o * D,
+                               direct, pscr + b * D);
+      if (gxo) memset(gxb, 0, (size_t)(n * D) * sizeof(real));
+    } else {
+      memset(gxb, 0, (size_t)(n * D) * sizeof(real));
+    }
+    if (!one) memset(gxs + o * D, 0, (size_t)(n * D) * sizeof(real));
     rotp_set s;
     set_of(r, in, b, work + wsz * (size_t)omp_get_thread_num(), &s);
     rotp_grads g;
-    g.glog = (real *)r->w_gplan.data + off[b] * D;
-    g.gx = gx + off[b] * D;
-    g.gxs = gxs + off[b] * D;
+    g.glog = gP + o * D;
+    g.gx = gxb;
+    g.gxs = gxs + o * D;
     g.glp0 = glp0 + b * D;
     g.gp0 = gp0 + b * D;
-    g.glq0 = glq0 + off[b];
-    g.gq0 = gq0 + off[b];
+    g.glq0 = glq0 + o;
+    g.gq0 = gq0 + o;
     g.gc1 = gc1 ? gc1 + b * D * D : NULL;
     g.gc2 = gc2 ? gc2 + c2off[b] : NULL;
     g.sdot = 0;
@@ -299,45 +327,26 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     if (r->pidx[a] < 0) continue;
     rl_param *p = &r->base.params[r->pidx[a]];
     for (int k = 0; k < T; k++) {
-      double s = 0;
-      for (int64_t b = 0; b < B; b++) s += gstep[(b * T + k) * RL_ROTP_NALPHA + a];
+      double sum = 0;
+      for (int64_t b = 0; b < B; b++) sum += gstep[(b * T + k) * RL_ROTP_NALPHA + a];
       int64_t j = entry_of(r, k);
       if (j >= p->value.numel) j = p->value.numel - 1;
-      p->grad.data[j] += (real)(s * rl_softplus_grad(p->value.data[j]));
+      p->grad.data[j] += (real)(sum * rl_softplus_grad(p->value.data[j]));
     }
   }
-  if (c->debug) {
+  if (!one) {
     real *xp = wsr(&r->w_xpart, (size_t)(R * D), &rc);
     if (rc) return rc;
-    for (int64_t i = 0; i < R * D; i++) xp[i] = gx[i] + (gx_extra ? gx_extra[i] : 0);
+    for (int64_t i = 0; i < R * D; i++) xp[i] = gx[i] + (gxo ? gxo[i] : 0);
     r->has_debug = 1;
-  }
-  if (gx_out) {
-    for (int64_t i = 0; i < R * D; i++) gx_out[i] = gx[i] + gxs[i] + (gx_extra ? gx_extra[i] : 0);
+    if (gx_out)
+      for (int64_t i = 0; i < R * D; i++) gx_out[i] = gx[i] + gxs[i] + (gxo ? gxo[i] : 0);
   }
   return RL_OK;
 }
 
 static int rotp_backward(rl_module *m, const rl_batch *in, const rl_tensor *grad_out, rl_tensor *grad_in) {
-  rotp_module *r = (rotp_module *)m;
-  const rl_rotp_config *c = &r->cfg;
-  int64_t D = c->dim, B = in->count[0], R = rl_rows(&in->values);
-  const int64_t *off = in->offsets[0];
-  int rc = 0;
-  real *gP = wsr(&r->w_gplan, (size_t)(R * D), &rc), *gxo = wsr(&r->w_out, (size_t)(R * D), &rc);
-  if (rc) return rc;
-  const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data, *gy = grad_out->data;
-  const real *lden = r->w_den.data;
-  real *pscr = r->w_pscr.data;
-#pragma omp parallel for schedule(dynamic, 4)
-  for (int64_t b = 0; b < B; b++) {
-    int64_t o = off[b], n = off[b + 1] - o;
-    if (c->output == RL_ROTP_OUT_REFERENCE)
-      rotp_pool_ref_backward(n, D, X + o * D, P + o * D, gy + b * D, gP + o * D, gxo + o * D);
-    else
-      rotp_pool_eq5_backward(n, D, X + o * D, LP + o * D, gy + b * D, lden + b * D, gP + o * D, gxo + o * D, pscr + b * D);
-  }
-  return backward_from_plan(r, in, grad_in ? grad_in->data : NULL, gxo);
+  return backward_from_plan((rotp_module *)m, in, grad_in ? grad_in->data : NULL, grad_out->data);
 }
 
 int rl_rotp_backward_plan(rl_module *m, const rl_batch *in, const rl_tensor *grad_plan, rl_tensor *grad_in) {

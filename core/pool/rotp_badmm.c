@@ -10,13 +10,14 @@
 **   6  lmu'  = logsoftmax((r lmu + a2 lp0 - z1) / (r + a2))
 **   7  leta' = logsoftmax((r leta + a3 lq0 - z2) / (r + a3))
 **   8  z1' = z1 + r (exp(lmu') - colsum(s'))        9  z2' = z2 + r (exp(leta') - rowsum(t))
-** from ls = lt = lq0 + lp0, lmu = lp0, leta = lq0, z = z1 = z2 = 0; the plan is t of the last iteration.
-** M(.) is the structure term (absent when a0 = 0). The softmax of steps 2 and 4 reuses the exps of the
-** log-sum-exp, so a forward iteration costs two exp passes over the set.
+** from ls = lt = lq0 + lp0, lmu = lp0, leta = lq0, z = z1 = z2 = 0; the plan is t of the last iteration, so that
+** iteration stops after step 2 (steps 3-9 would only feed an iteration T + 1: autograd of the reference gives them
+** zero adjoints). M(.) is the structure term (absent when a0 = 0). The softmax of steps 2 and 4 reuses the exps of
+** the log-sum-exp, so a forward iteration costs two exp passes over the set.
 **
-** Trace per iteration: lt_k and ls'_k (N x D each, log domain) and the vectors lmu, leta, z1, z2 entering it with
-** its two log-sum-exps; the backward recomputes t and s' from them (two exp passes per iteration) and never
-** needs z: every quantity it uses is a function of (lt, ls', the vectors).
+** Trace per iteration: lt_k and ls'_k (N x D each, log domain; no ls' for the last) and the vectors lmu, leta, z1,
+** z2 entering it with its two log-sum-exps; the backward recomputes t and s' from them (two exp passes per
+** iteration) and never needs z: every quantity it uses is a function of (lt, ls', the vectors).
 */
 #include <math.h>
 #include <string.h>
@@ -29,7 +30,7 @@ int64_t rotp_badmm_vblk(int64_t n, int64_t d) { return 3 * (n + d); }
 #define vblk rotp_badmm_vblk
 
 size_t rotp_badmm_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
-  return (size_t)(o->iters * 2 * n * d + (o->iters + 1) * vblk(n, d));
+  return (size_t)(rotp_badmm_voff(o->iters, n * d) + o->iters * vblk(n, d));
 }
 
 size_t rotp_badmm_work_size(const rotp_opts *o, int64_t n, int64_t d) {
@@ -155,20 +156,21 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
     }
   }
   memset(Z, 0, (size_t)nd * sizeof(real));
-  real *v0 = tr ? tr + T * 2 * nd : vec;
+  real *v0 = tr ? tr + rotp_badmm_voff(T, nd) : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
   memcpy(v0 + d, s->lq0, (size_t)n * sizeof(real));
   memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
   for (int64_t k = 0; k < T; k++) {
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a0 = st->a0, a1 = st->a1, a2 = st->a2, a3 = st->a3;
-    real *vc = tr ? tr + T * 2 * nd + k * vb : vec + (k & 1) * vb;
-    real *vn = tr ? tr + T * 2 * nd + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
+    real *vc = tr ? tr + rotp_badmm_voff(T, nd) + k * vb : vec + (k & 1) * vb;
+    real *vn = tr ? tr + rotp_badmm_voff(T, nd) + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
     real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
     real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
-    real *lt = tr ? tr + k * 2 * nd : LT, *lsn = tr ? tr + k * 2 * nd + nd : LS;
+    real *lt = tr ? tr + 2 * k * nd : LT, *lsn = tr ? tr + (2 * k + 1) * nd : LS;
     if (o->structure) rotp_struct_apply(s, S, Ms, stw);
     t_step(n, d, s->x, Z, o->structure ? Ms : NULL, a0, quad ? S : NULL, a1, r, ls, leta, R, lt, Tt, rowsum);
+    if (k == T - 1) break; /* the plan is this t */
     if (o->structure) rotp_struct_apply(s, Tt, Mt, stw);
     s_step(n, d, quad, Z, o->structure ? Mt : NULL, a0, a1, r, lt, Tt, lmu, Z, lsn, S, C, colsum, cm);
     for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
@@ -180,7 +182,7 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
     ls = lsn;
   }
   memcpy(s->plan, Tt, (size_t)nd * sizeof(real));
-  memcpy(s->lplan, tr ? tr + (T - 1) * 2 * nd : LT, (size_t)nd * sizeof(real));
+  memcpy(s->lplan, tr ? tr + 2 * (T - 1) * nd : LT, (size_t)nd * sizeof(real));
 }
 
 RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
@@ -197,7 +199,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   real *rowsum = vx, *colsum = rowsum + n, *colG = colsum + d, *rowG = colG + d, *gmu = rowG + n, *geta = gmu + d,
        *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *gY = Yeta + n;
   real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
-  const real *tr = s->trace, *vtr = tr + T * 2 * nd;
+  const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
   for (int64_t i = 0; i < n; i++) {
     real *l0 = LS0 + i * d, q = s->lq0[i];
 #pragma omp simd
@@ -210,14 +212,14 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   memset(geta, 0, (size_t)n * sizeof(real));
   memset(g1, 0, (size_t)d * sizeof(real));
   memset(g2, 0, (size_t)n * sizeof(real));
-  for (int64_t i = 0; i < nd; i++) Sn[i] = rl_exp(tr[(T - 1) * 2 * nd + nd + i]);
   for (int64_t k = T - 1; k >= 0; k--) {
+    int tail = k == T - 1; /* only the t-step reaches the plan: every other adjoint is still 0 */
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a0 = st->a0, a1 = st->a1, a2 = st->a2, a3 = st->a3;
     const real *vc = vtr + k * vb, *vn = vtr + (k + 1) * vb;
     const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
     const real *lmu2 = vn, *leta2 = lmu2 + d;
-    const real *lt = tr + k * 2 * nd, *lsn = lt + nd, *ls = k ? tr + (k - 1) * 2 * nd + nd : LS0;
+    const real *lt = tr + 2 * k * nd, *lsn = tr + (2 * k + 1) * nd, *ls = k ? tr + (2 * k - 1) * nd : LS0;
     double gr = 0, ga0 = 0, ga1 = 0, ga2 = 0, ga3 = 0;
     /* a) t = exp(lt); s' = Sn (cached); row / column sums */
     memset(colsum, 0, (size_t)d * sizeof(real));
@@ -228,124 +230,132 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       for (int64_t j = 0; j < d; j++) {
         tv[j] = rl_exp(l[j]);
         rs += tv[j];
-        colsum[j] += sv[j];
       }
       rowsum[i] = rs;
-    }
-    /* b) steps 9, 8 (vector part), then 7, 6 */
-    for (int64_t j = 0; j < d; j++) {
-      real em = rl_exp(lmu2[j]);
-      gr += (double)g1[j] * (em - colsum[j]);
-      gmu[j] += r * g1[j] * em;
-    }
-    for (int64_t i = 0; i < n; i++) {
-      real ee = rl_exp(leta2[i]);
-      gr += (double)g2[i] * (ee - rowsum[i]);
-      geta[i] += r * g2[i] * ee;
-    }
-    {
-      double sum = 0;
-      for (int64_t i = 0; i < n; i++) sum += geta[i];
-      for (int64_t i = 0; i < n; i++) {
-        Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
-        gY[i] = geta[i] - rl_exp(leta2[i]) * (real)sum;
-      }
-      real c = 1 / (r + a3);
-      for (int64_t i = 0; i < n; i++) {
-        gr += (double)gY[i] * (leta[i] - Yeta[i]) * c;
-        ga3 += (double)gY[i] * (s->lq0[i] - Yeta[i]) * c;
-        g->glq0[i] += a3 * c * gY[i];
-        geta[i] = r * c * gY[i]; /* now dL/dleta_in (rowG added below) */
-      }
-      /* g2 stays for step 9's Gt term below; g2_in = g2 - c gY computed after the pass */
-      for (int64_t i = 0; i < n; i++) Yeta[i] = gY[i] * c; /* keep c gY for g2_in */
-    }
-    {
-      double sum = 0;
-      for (int64_t j = 0; j < d; j++) sum += gmu[j];
-      real c = 1 / (r + a2);
-      for (int64_t j = 0; j < d; j++) {
-        real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
-        real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
-        gr += (double)gy * (lmu[j] - Y) * c;
-        ga2 += (double)gy * (s->lp0[j] - Y) * c;
-        g->glp0[j] += a2 * c * gy;
-        gmu[j] = r * c * gy;
-        Ymu[j] = gy * c;
-      }
-    }
-    /* c) steps 5, 8, 9 (matrix part) and step 4's total adjoint of ls' */
-    memset(colG, 0, (size_t)d * sizeof(real));
-    for (int64_t i = 0; i < n; i++) {
-      real *gt = Gt + i * d, *gz = Gz + i * d, *gl = Gls + i * d;
-      const real *gs = Gs + i * d, *tv = Tt + i * d, *sv = Sn + i * d;
-      real g2i = r * g2[i], acc = 0;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < d; j++) {
-        gt[j] = r * gz[j] - g2i;
-        real gst = gs[j] - r * gz[j] - r * g1[j];
-        acc += gz[j] * (tv[j] - sv[j]);
-        gl[j] += gst * sv[j];
-        colG[j] += gl[j];
-      }
-      gr += acc;
-    }
-    for (int64_t j = 0; j < d; j++) gmu[j] += colG[j];
-    for (int64_t j = 0; j < d; j++) g1[j] -= Ymu[j];
-    for (int64_t i = 0; i < n; i++) g2[i] -= Yeta[i];
-    /* d) G_Ys = Gls_tot - softmax_n(Ys) colG, softmax_n(Ys) = s' exp(-lmu_in) */
-    for (int64_t j = 0; j < d; j++) Ymu[j] = rl_exp(-lmu[j]) * colG[j];
-    for (int64_t i = 0; i < n; i++) {
-      const real *gl = Gls + i * d, *sv = Sn + i * d;
-      real *g1r = G1 + i * d;
+      if (!tail)
 #pragma omp simd
-      for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - sv[j] * Ymu[j];
+        for (int64_t j = 0; j < d; j++) colsum[j] += sv[j];
     }
-    /* e) step 3 */
-    real c = quad ? 1 / r : 1 / (a1 + r);
-    if (o->structure) {
-      double dot = rotp_struct_backward(s, Tt, G1, a0 * c, Gt, g->gxs, g->gc1, g->gc2, stw);
-      ga0 += c * dot;
-      g->sdot += a0 * c * dot;
-    }
-    double dz = 0, dy = 0;
-    for (int64_t i = 0; i < n; i++) {
-      real *gyr = G1 + i * d, *gz = Gz + i * d, *gt = Gt + i * d;
-      const real *tv = Tt + i * d, *l = lt + i * d, *ysr = lsn + i * d;
-      real az = 0, ay = 0;
-      /* Ys up to the column constant C - lmu: every column of G_Ys sums to 0, so the constant only adds rounding
-      ** (the rho and a1 gradients are cancellations when rho is small) */
-      if (quad) {
-#pragma omp simd reduction(+ : az, ay)
-        for (int64_t j = 0; j < d; j++) {
-          real gy = gyr[j];
-          gz[j] += c * gy;
-          gt[j] -= a1 * c * gy;
-          az += gy * tv[j];
-          ay += gy * (ysr[j] - l[j]);
+    if (tail) {
+      /* G1 = dL/dYs = 0, Gt = 0: step 2 starts from dL/dlog P alone */
+      memset(G1, 0, (size_t)nd * sizeof(real));
+      memset(Gt, 0, (size_t)nd * sizeof(real));
+    } else {
+      /* b) steps 9, 8 (vector part), then 7, 6 */
+      for (int64_t j = 0; j < d; j++) {
+        real em = rl_exp(lmu2[j]);
+        gr += (double)g1[j] * (em - colsum[j]);
+        gmu[j] += r * g1[j] * em;
+      }
+      for (int64_t i = 0; i < n; i++) {
+        real ee = rl_exp(leta2[i]);
+        gr += (double)g2[i] * (ee - rowsum[i]);
+        geta[i] += r * g2[i] * ee;
+      }
+      {
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) sum += geta[i];
+        for (int64_t i = 0; i < n; i++) {
+          Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
+          gY[i] = geta[i] - rl_exp(leta2[i]) * (real)sum;
         }
-      } else {
-        real rc = r * c;
-#pragma omp simd reduction(+ : az, ay)
+        real c = 1 / (r + a3);
+        for (int64_t i = 0; i < n; i++) {
+          gr += (double)gY[i] * (leta[i] - Yeta[i]) * c;
+          ga3 += (double)gY[i] * (s->lq0[i] - Yeta[i]) * c;
+          g->glq0[i] += a3 * c * gY[i];
+          geta[i] = r * c * gY[i]; /* now dL/dleta_in (rowG added below) */
+        }
+        /* g2 stays for step 9's Gt term below; g2_in = g2 - c gY computed after the pass */
+        for (int64_t i = 0; i < n; i++) Yeta[i] = gY[i] * c; /* keep c gY for g2_in */
+      }
+      {
+        double sum = 0;
+        for (int64_t j = 0; j < d; j++) sum += gmu[j];
+        real c = 1 / (r + a2);
         for (int64_t j = 0; j < d; j++) {
-          real gy = gyr[j];
-          gz[j] += c * gy;
-          az += gy * ysr[j];
-          ay += gy * (l[j] - ysr[j]);
-          gyr[j] = rc * gy; /* Glt */
+          real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
+          real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
+          gr += (double)gy * (lmu[j] - Y) * c;
+          ga2 += (double)gy * (s->lp0[j] - Y) * c;
+          g->glp0[j] += a2 * c * gy;
+          gmu[j] = r * c * gy;
+          Ymu[j] = gy * c;
         }
       }
-      dz += az;
-      dy += ay;
+      /* c) steps 5, 8, 9 (matrix part) and step 4's total adjoint of ls' */
+      memset(colG, 0, (size_t)d * sizeof(real));
+      for (int64_t i = 0; i < n; i++) {
+        real *gt = Gt + i * d, *gz = Gz + i * d, *gl = Gls + i * d;
+        const real *gs = Gs + i * d, *tv = Tt + i * d, *sv = Sn + i * d;
+        real g2i = r * g2[i], acc = 0;
+  #pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < d; j++) {
+          gt[j] = r * gz[j] - g2i;
+          real gst = gs[j] - r * gz[j] - r * g1[j];
+          acc += gz[j] * (tv[j] - sv[j]);
+          gl[j] += gst * sv[j];
+          colG[j] += gl[j];
+        }
+        gr += acc;
+      }
+      for (int64_t j = 0; j < d; j++) gmu[j] += colG[j];
+      for (int64_t j = 0; j < d; j++) g1[j] -= Ymu[j];
+      for (int64_t i = 0; i < n; i++) g2[i] -= Yeta[i];
+      /* d) G_Ys = Gls_tot - softmax_n(Ys) colG, softmax_n(Ys) = s' exp(-lmu_in) */
+      for (int64_t j = 0; j < d; j++) Ymu[j] = rl_exp(-lmu[j]) * colG[j];
+      for (int64_t i = 0; i < n; i++) {
+        const real *gl = Gls + i * d, *sv = Sn + i * d;
+        real *g1r = G1 + i * d;
+  #pragma omp simd
+        for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - sv[j] * Ymu[j];
+      }
+      /* e) step 3 */
+      real c = quad ? 1 / r : 1 / (a1 + r);
+      if (o->structure) {
+        double dot = rotp_struct_backward(s, Tt, G1, a0 * c, Gt, g->gxs, g->gc1, g->gc2, stw);
+        ga0 += c * dot;
+        g->sdot += a0 * c * dot;
+      }
+      double dz = 0, dy = 0;
+      for (int64_t i = 0; i < n; i++) {
+        real *gyr = G1 + i * d, *gz = Gz + i * d, *gt = Gt + i * d;
+        const real *tv = Tt + i * d, *l = lt + i * d, *ysr = lsn + i * d;
+        real az = 0, ay = 0;
+        /* Ys up to the column constant C - lmu: every column of G_Ys sums to 0, so the constant only adds rounding
+        ** (the rho and a1 gradients are cancellations when rho is small) */
+        if (quad) {
+  #pragma omp simd reduction(+ : az, ay)
+          for (int64_t j = 0; j < d; j++) {
+            real gy = gyr[j];
+            gz[j] += c * gy;
+            gt[j] -= a1 * c * gy;
+            az += gy * tv[j];
+            ay += gy * (ysr[j] - l[j]);
+          }
+        } else {
+          real rc = r * c;
+  #pragma omp simd reduction(+ : az, ay)
+          for (int64_t j = 0; j < d; j++) {
+            real gy = gyr[j];
+            gz[j] += c * gy;
+            az += gy * ysr[j];
+            ay += gy * (l[j] - ysr[j]);
+            gyr[j] = rc * gy; /* Glt */
+          }
+        }
+        dz += az;
+        dy += ay;
+      }
+      if (quad) {
+        ga1 -= c * dz;
+        gr -= c * dy;
+      } else {
+        ga1 -= c * dz;
+        gr += c * dy;
+      }
+      /* f) step 2: Glt_tot = Glt + Gt t (+ dL/dlogP at the last iteration); G_Yt = Glt_tot - t exp(-leta_in) rowG */
     }
-    if (quad) {
-      ga1 -= c * dz;
-      gr -= c * dy;
-    } else {
-      ga1 -= c * dz;
-      gr += c * dy;
-    }
-    /* f) step 2: Glt_tot = Glt + Gt t (+ dL/dlogP at the last iteration); G_Yt = Glt_tot - t exp(-leta_in) rowG */
     for (int64_t i = 0; i < n; i++) {
       real *g1r = G1 + i * d;
       const real *gt = Gt + i * d, *tv = Tt + i * d, *ext = k == T - 1 ? g->glog + i * d : NULL;

@@ -1,7 +1,8 @@
 /*
-** rotp_badmm_fused.c -- BADMM without the structure term (a0 = 0), forward and reverse, fused into two passes over
-** the set per iteration (instead of about eight): the same arithmetic as rotp_badmm.c's general path, whose header
-** gives the iteration and the trace layout, reordered so that each pass touches a few rows at a time.
+** rotp_badmm_fused.c -- BADMM without the structure term (a0 = 0), forward and reverse, fused so that an iteration
+** makes two passes over the set, each a few row loops that stay in L1: the same arithmetic as rotp_badmm.c's
+** general path, whose header gives the iteration, the trace layout and why the last iteration stops after its
+** t-step. Row loops run in whole 16-lane chunks (RL_ROW_LOOP).
 */
 #include <math.h>
 #include <string.h>
@@ -11,121 +12,135 @@
 
 #define vblk rotp_badmm_vblk
 
-/* Forward of one set without the structure term (a0 = 0), fused so that each iteration makes two passes over the
-** set: a row pass [steps 4-5 of iteration k-1 (finishing ls', s', z), steps 1-2 of k, step 3 of k with its column
-** maxima] and a column-sum exp pass [step 4's log-sum-exp]; the vector steps 6-9 run in between. Same arithmetic
-** as the general path below. */
+/* Forward of one set. Iteration k's row pass finishes the s-step of k-1 (ls' = Ys - C + lmu, s' = e scale,
+** z += r (t - s')) and runs the t-step of k (Yt, its row log-sum-exp, t) and, but for the last iteration, Ys with its
+** column maxima; the column pass then takes e = exp(Ys - max) and the column sums, and the vector steps 6-9 follow.
+** Exps: one per entry in each pass (the first s_0 of BADMM-Q: one more). */
 RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
-  real *S = w, *Z = S + nd, *Tt = Z + nd, *LS = Tt + nd, *LT = LS + nd;
+  real *E = w, *Z = E + nd, *Tt = Z + nd, *LS = Tt + nd, *LT = LS + nd; /* E = exp(Ys - column max) */
   real *vec = w + 9 * nd;
-  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = vx + n, *cm = colsum + d, *Ymu = cm + d, *Yeta = Ymu + d,
-       *scale = Yeta + n;
+  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cm = colsum + d, *Ymu = cm + d, *Yeta = Ymu + d,
+       *scale = Yeta + n, *shift = scale + d;
   real *tr = s->trace;
-  for (int64_t i = 0; i < n; i++) {
-    real *lsi = LS + i * d, *si = S + i * d, q = s->lq0[i];
-#pragma omp simd
-    for (int64_t j = 0; j < d; j++) {
-      lsi[j] = q + s->lp0[j];
-      si[j] = rl_exp(lsi[j]);
-    }
-  }
-  memset(Z, 0, (size_t)nd * sizeof(real));
-  real *v0 = tr ? tr + T * 2 * nd : vec;
+  real *v0 = tr ? tr + rotp_badmm_voff(T, nd) : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
   memcpy(v0 + d, s->lq0, (size_t)n * sizeof(real));
   memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
-  for (int64_t k = 0; k <= T; k++) {
-    /* iteration k's pointers (k = T: only the finishing part of iteration T-1 runs, when recording) */
-    int last = k == T;
-    if (last && !tr) break;
-    const rotp_step *st = &o->steps[last ? T - 1 : k];
-    real r = st->rho, a1 = st->a1, ir = 1 / r, c = quad ? 1 / r : 1 / (a1 + r);
-    real *vc = tr ? tr + T * 2 * nd + k * vb : vec + (k & 1) * vb;
-    real *leta = vc + d, *R = vc + d + n + d + n, *lmu = vc;
-    real *lt = tr ? (last ? NULL : tr + k * 2 * nd) : LT;
-    real *lsn = tr ? (last ? NULL : tr + k * 2 * nd + nd) : LS;
-    const real *ls = tr ? (k ? tr + (k - 1) * 2 * nd + nd : LS) : LS;
-    /* the previous iteration's step 4 needs its lmu, C and scale; its step 5 its rho */
+  for (int64_t k = 0; k < T; k++) {
+    int last = k == T - 1;
+    const rotp_step *st = &o->steps[k];
+    real r = st->rho, a1 = st->a1, ir = 1 / r, c = quad ? 1 / r : 1 / (a1 + r), a1q = quad ? a1 : 0;
+    real *vc = tr ? tr + rotp_badmm_voff(T, nd) + k * vb : vec + (k & 1) * vb;
+    real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
+    real *lt = tr ? tr + 2 * k * nd : LT;
+    real *ys = tr ? tr + (2 * k + 1) * nd : LS; /* Ys of iteration k, made ls'_k by the next row pass */
+    real *yp = k ? (tr ? tr + (2 * k - 1) * nd : LS) : NULL;
     real rp = k ? o->steps[k - 1].rho : 0;
-    real *pv = k ? (tr ? tr + T * 2 * nd + (k - 1) * vb : vec + ((k - 1) & 1) * vb) : NULL;
-    real *plmu = pv, *pC = pv ? pv + d + n + d + n + n : NULL;
-    real *pls = k ? (tr ? tr + (k - 1) * 2 * nd + nd : LS) : NULL;
-    for (int64_t j = 0; j < d; j++) cm[j] = -INFINITY;
+    if (!last)
+      for (int64_t j = 0; j < d; j++) cm[j] = -INFINITY;
     for (int64_t i = 0; i < n; i++) {
       const real *xi = s->x + i * d;
-      real *zi = Z + i * d, *si = S + i * d, *ti = Tt + i * d;
-      if (k) { /* steps 4-5 of iteration k-1: ls' = Ys - C + lmu, s' = e * scale, z += r (t - s') */
-        real *py = pls + i * d;
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++) {
-          py[j] += plmu[j] - pC[j];
-          si[j] *= scale[j];
-          zi[j] += rp * (ti[j] - si[j]);
-        }
-      }
-      if (last) continue;
-      /* steps 1-2 of iteration k */
-      const real *li = ls + i * d;
-      real *lti = lt + i * d, *ysi = lsn + i * d;
-      if (quad) {
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j] - a1 * si[j]) * ir + li[j];
+      real *zi = Z + i * d, *ei = E + i * d, *ti = Tt + i * d, *lti = lt + i * d;
+      real mm[RL_LANES], acc[RL_LANES];
+      rl_lanes_fill(mm, -INFINITY);
+      rl_lanes_fill(acc, 0);
+      /* steps 4-5 of k-1 and 1 of k: Yt = (x - z - [Q] a1 s)/r + ls into the lt slot, with its row maximum */
+      if (k) {
+        real *yi = yp + i * d;
+        RL_ROW_LOOP(d, {
+          real lsv = yi[j] + shift[j];
+          real sp = ei[j] * scale[j];
+          real zv = zi[j] + rp * (ti[j] - sp);
+          real yt = (xi[j] - zv - a1q * sp) * ir + lsv;
+          yi[j] = on ? lsv : yi[j];
+          zi[j] = on ? zv : zi[j];
+          lti[j] = on ? yt : lti[j];
+          mm[ln] = on && yt > mm[ln] ? yt : mm[ln];
+        });
       } else {
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j]) * ir + li[j];
+        real q = s->lq0[i];
+        if (quad)
+          RL_ROW_LOOP(d, {
+            real lsv = q + s->lp0[j];
+            real yt = (xi[j] - a1 * rl_exp(lsv)) * ir + lsv;
+            zi[j] = 0;
+            lti[j] = on ? yt : lti[j];
+            mm[ln] = on && yt > mm[ln] ? yt : mm[ln];
+          });
+        else
+          RL_ROW_LOOP(d, {
+            real yt = xi[j] * ir + (q + s->lp0[j]);
+            zi[j] = 0;
+            lti[j] = on ? yt : lti[j];
+            mm[ln] = on && yt > mm[ln] ? yt : mm[ln];
+          });
       }
-      real m = rl_rowmax(d, lti, 1, NULL);
-#pragma omp simd
-      for (int64_t j = 0; j < d; j++) ti[j] = rl_exp(lti[j] - m);
-      real acc = rl_rowsum(d, ti);
-      real Ri = m + rl_log(acc), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]);
+      /* step 2: lt = Yt - lse_d(Yt) + leta, t = exp(lt) from the same exps */
+      real m = rl_lanes_max(mm);
+      RL_ROW_LOOP(d, {
+        real u = rl_exp(lti[j] - m);
+        ti[j] = on ? u : ti[j];
+        acc[ln] += on ? u : 0;
+      });
+      real sum = rl_lanes_sum(acc);
+      real Ri = m + rl_log(sum), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]);
       R[i] = Ri;
-      rowsum[i] = sc * acc;
-      /* step 3 of iteration k (Ys into the ls' slot) and its column maxima */
-      if (quad) {
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++) {
-          lti[j] += sh;
-          ti[j] *= sc;
-          real y = (zi[j] - a1 * ti[j]) * c + lti[j];
-          ysi[j] = y;
-          cm[j] = y > cm[j] ? y : cm[j];
-        }
-      } else {
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++) {
-          lti[j] += sh;
-          ti[j] *= sc;
-          real y = (zi[j] + r * lti[j]) * c;
-          ysi[j] = y;
-          cm[j] = y > cm[j] ? y : cm[j];
-        }
+      rowsum[i] = sc * sum;
+      if (last) {
+        real *pl = s->plan + i * d, *lpl = s->lplan + i * d;
+        RL_ROW_LOOP(d, {
+          real l = lti[j] + sh;
+          lti[j] = on ? l : lti[j];
+          lpl[j] = on ? l : lpl[j];
+          pl[j] = ti[j] * sc;
+        });
+        continue;
       }
+      /* step 3: Ys (into the ls' slot) and its column maxima */
+      real *ysi = ys + i * d;
+      if (quad)
+        RL_ROW_LOOP(d, {
+          real l = lti[j] + sh, t = ti[j] * sc;
+          real y = (zi[j] - a1 * t) * c + l;
+          lti[j] = on ? l : lti[j];
+          ti[j] = on ? t : ti[j];
+          ysi[j] = on ? y : ysi[j];
+          cm[j] = on && y > cm[j] ? y : cm[j];
+        });
+      else
+        RL_ROW_LOOP(d, {
+          real l = lti[j] + sh, t = ti[j] * sc;
+          real y = (zi[j] + r * l) * c;
+          lti[j] = on ? l : lti[j];
+          ti[j] = on ? t : ti[j];
+          ysi[j] = on ? y : ysi[j];
+          cm[j] = on && y > cm[j] ? y : cm[j];
+        });
     }
     if (last) break;
-    /* step 4's column log-sum-exp: e = exp(Ys - max) into S */
+    /* step 4's column log-sum-exp: e = exp(Ys - max) */
     memset(colsum, 0, (size_t)d * sizeof(real));
     for (int64_t i = 0; i < n; i++) {
-      const real *ysi = lsn + i * d;
-      real *si = S + i * d;
-#pragma omp simd
-      for (int64_t j = 0; j < d; j++) {
-        si[j] = rl_exp(ysi[j] - cm[j]);
-        colsum[j] += si[j];
-      }
+      const real *ysi = ys + i * d;
+      real *ei = E + i * d;
+      RL_ROW_LOOP(d, {
+        real e = rl_exp(ysi[j] - cm[j]);
+        ei[j] = on ? e : ei[j];
+        colsum[j] += on ? e : 0;
+      });
     }
-    real *C = vc + d + n + d + n + n;
     for (int64_t j = 0; j < d; j++) {
       C[j] = cm[j] + rl_log(colsum[j]);
       scale[j] = rl_exp(cm[j] - C[j] + lmu[j]);
+      shift[j] = lmu[j] - C[j];
       colsum[j] *= scale[j]; /* colsum(s') */
     }
     /* steps 6-9 */
-    real *vn = tr ? tr + T * 2 * nd + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
-    real *z1 = leta + n, *z2 = z1 + d, *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
+    real *vn = tr ? tr + rotp_badmm_voff(T, nd) + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
+    real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
     real a2 = st->a2, a3 = st->a3;
     for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
     rotp_log_softmax(d, Ymu, lmu2);
@@ -134,181 +149,233 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
     for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
     for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
   }
-  memcpy(s->plan, Tt, (size_t)nd * sizeof(real));
-  memcpy(s->lplan, tr ? tr + (T - 1) * 2 * nd : LT, (size_t)nd * sizeof(real));
 }
 
-
-/* Reverse of one set without the structure term (a0 = 0), fused into two row passes per iteration: every step is
-** row-local except the column sums of step 4 (colG), which the first pass accumulates. The arithmetic is the same
-** as rotp_badmm_backward's general path (derivation there); the working set per pass is a few rows. */
+/* Reverse of one set. Per iteration (but the last, which has only its t-step): the vector steps 9-6, then pass 1
+** (steps 5, 8, 9 on s': the total adjoint of ls' and its column sums) and pass 2, row by row: t = exp(lt), steps 4
+** (G_Ys), 3, 2 (G_Yt) in one row loop, step 1 and s = exp(ls) (the next iteration's s', and BADMM-Q's a1 s term) in
+** a second. The adjoint of s (BADMM-Q) is folded into that of ls at once (s = exp(ls)). Exps: two per entry and
+** iteration (one in the last, and in the first of BADMM-E). */
 RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
-  real *Tt = w, *Sn = Tt + nd, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd, *Gs = Gls + nd, *LS0 = Gs + nd;
+  real *Sn = w, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd;
   real *vx = w + 9 * nd + 2 * vb;
-  real *rowsum = vx, *colsum = rowsum + n, *colG = colsum + d, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n,
-       *g2 = g1 + d, *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *row = Ymu + d;
-  const real *tr = s->trace, *vtr = tr + T * 2 * nd;
-  for (int64_t i = 0; i < n; i++) {
-    real *l0 = LS0 + i * d, q = s->lq0[i];
-#pragma omp simd
-    for (int64_t j = 0; j < d; j++) l0[j] = q + s->lp0[j];
-  }
-  memset(Gz, 0, (size_t)nd * sizeof(real));
-  memset(Gls, 0, (size_t)nd * sizeof(real));
-  memset(Gs, 0, (size_t)nd * sizeof(real));
+  real *colsum = vx, *colG = colsum + d, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
+       *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
+       *eml = zrow + d;
+  const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
   memset(gmu, 0, (size_t)d * sizeof(real));
   memset(geta, 0, (size_t)n * sizeof(real));
   memset(g1, 0, (size_t)d * sizeof(real));
   memset(g2, 0, (size_t)n * sizeof(real));
-  {
-    const real *l = tr + (T - 1) * 2 * nd + nd;
-#pragma omp simd
-    for (int64_t i = 0; i < nd; i++) Sn[i] = rl_exp(l[i]);
-  }
-  int has_gs = 0; /* Gs is nonzero only after a BADMM-Q iteration */
   for (int64_t k = T - 1; k >= 0; k--) {
+    int tail = k == T - 1; /* only the t-step reaches the plan: every other adjoint is still 0 */
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a1 = st->a1, a2 = st->a2, a3 = st->a3;
-    const real *vc = vtr + k * vb, *vn = vtr + (k + 1) * vb;
+    const real *vc = vtr + k * vb;
     const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
-    const real *lmu2 = vn, *leta2 = lmu2 + d;
-    const real *lt = tr + k * 2 * nd, *lsn = lt + nd, *ls = k ? tr + (k - 1) * 2 * nd + nd : LS0;
+    const real *lt = tr + 2 * k * nd, *lsn = tr + (2 * k + 1) * nd, *ls = k ? tr + (2 * k - 1) * nd : NULL;
+    const real *leta2 = NULL;
     double gr = 0, ga1 = 0, ga2 = 0, ga3 = 0;
-    /* steps 9, 8 (vector part) and 7, 6 */
-    {
-      double sum = 0;
+    if (!tail) {
+      const real *vn = vtr + (k + 1) * vb, *lmu2 = vn;
+      leta2 = lmu2 + d;
+      /* steps 9, 8 (vector part) and 7, 6 */
+      {
+        double sum = 0;
+        for (int64_t i = 0; i < n; i++) {
+          geta[i] += r * g2[i] * rl_exp(leta2[i]);
+          sum += geta[i];
+        }
+        real c = 1 / (r + a3);
+        for (int64_t i = 0; i < n; i++) {
+          real Y = (r * leta[i] + a3 * s->lq0[i] - z2[i]) * c;
+          real gy = geta[i] - rl_exp(leta2[i]) * (real)sum;
+          gr += (double)gy * (leta[i] - Y) * c;
+          ga3 += (double)gy * (s->lq0[i] - Y) * c;
+          g->glq0[i] += a3 * c * gy;
+          geta[i] = r * c * gy;
+          cgeta[i] = gy * c;
+        }
+      }
+      {
+        double sum = 0;
+        for (int64_t j = 0; j < d; j++) {
+          gmu[j] += r * g1[j] * rl_exp(lmu2[j]);
+          sum += gmu[j];
+        }
+        real c = 1 / (r + a2);
+        for (int64_t j = 0; j < d; j++) {
+          real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
+          real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
+          gr += (double)gy * (lmu[j] - Y) * c;
+          ga2 += (double)gy * (s->lp0[j] - Y) * c;
+          g->glp0[j] += a2 * c * gy;
+          gmu[j] = r * c * gy;
+          cgmu[j] = gy * c;
+        }
+      }
+      /* pass 1: steps 5, 8 on s' and step 4's total adjoint of ls' (in place) with its column sums */
+      memset(colsum, 0, (size_t)d * sizeof(real));
+      memset(colG, 0, (size_t)d * sizeof(real));
       for (int64_t i = 0; i < n; i++) {
-        geta[i] += r * g2[i] * rl_exp(leta2[i]);
-        sum += geta[i];
+        const real *sv = Sn + i * d, *gz = Gz + i * d;
+        real *gl = Gls + i * d;
+        RL_ROW_LOOP(d, {
+          real sp = sv[j];
+          real gv = gl[j] - r * (gz[j] + g1[j]) * sp;
+          gl[j] = on ? gv : gl[j];
+          colG[j] += on ? gv : 0;
+          colsum[j] += on ? sp : 0;
+        });
       }
-      real c = 1 / (r + a3);
-      for (int64_t i = 0; i < n; i++) {
-        real Y = (r * leta[i] + a3 * s->lq0[i] - z2[i]) * c;
-        real gy = geta[i] - rl_exp(leta2[i]) * (real)sum;
-        gr += (double)gy * (leta[i] - Y) * c;
-        ga3 += (double)gy * (s->lq0[i] - Y) * c;
-        g->glq0[i] += a3 * c * gy;
-        geta[i] = r * c * gy;
-        cgeta[i] = gy * c;
+      for (int64_t j = 0; j < d; j++) {
+        gr += (double)g1[j] * (rl_exp(lmu2[j]) - colsum[j]);
+        gmu[j] += colG[j];
+        Ymu[j] = rl_exp(-lmu[j]) * colG[j]; /* softmax_n(Ys) = s' exp(-lmu) */
       }
     }
-    {
-      double sum = 0;
-      for (int64_t j = 0; j < d; j++) {
-        gmu[j] += r * g1[j] * rl_exp(lmu2[j]);
-        sum += gmu[j];
-      }
-      real c = 1 / (r + a2);
-      for (int64_t j = 0; j < d; j++) {
-        real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
-        real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
-        gr += (double)gy * (lmu[j] - Y) * c;
-        ga2 += (double)gy * (s->lp0[j] - Y) * c;
-        g->glp0[j] += a2 * c * gy;
-        gmu[j] = r * c * gy;
-        cgmu[j] = gy * c;
-      }
-    }
-    /* pass 1: t = exp(lt), row/column sums, steps 5, 8, 9 (matrix part), dL/dls' total and its column sums */
-    memset(colsum, 0, (size_t)d * sizeof(real));
-    memset(colG, 0, (size_t)d * sizeof(real));
-    double gz_dot = 0;
+    /* pass 2 */
+    real c = quad ? 1 / r : 1 / (a1 + r), ir = 1 / r, rc = r * c, a1ir = a1 * ir;
+      /* set-wide dots: per-row float lanes folded into double lanes (no horizontal sum per row) */
+    double Dz[RL_LANES], Dy[RL_LANES], Dzt[RL_LANES], Dt[RL_LANES], Dyt[RL_LANES], Ds[RL_LANES];
+    for (int l = 0; l < RL_LANES; l++) Dz[l] = Dy[l] = Dzt[l] = Dt[l] = Dyt[l] = Ds[l] = 0;
+    double drs = 0;
+    for (int64_t i = 0; i < n; i++) eml[i] = rl_exp(-leta[i]); /* softmax_d(Yt) = t exp(-leta) */
+    if (!tail)
+      for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * rl_exp(leta2[i]);
     for (int64_t i = 0; i < n; i++) {
-      const real *l = lt + i * d, *sv = Sn + i * d, *gs = Gs + i * d, *gz = Gz + i * d;
-      real *tv = Tt + i * d, *gl = Gls + i * d;
-#pragma omp simd
-      for (int64_t j = 0; j < d; j++) {
-        tv[j] = rl_exp(l[j]);
-        colsum[j] += sv[j];
-        real gst = (has_gs ? gs[j] : 0) - r * gz[j] - r * g1[j];
-        gl[j] += gst * sv[j];
-        colG[j] += gl[j];
-        row[j] = gz[j] * (tv[j] - sv[j]);
-      }
-      rowsum[i] = rl_rowsum(d, tv);
-      gz_dot += rl_rowsum(d, row);
-    }
-    gr += gz_dot;
-    for (int64_t j = 0; j < d; j++) gr += (double)g1[j] * (rl_exp(lmu2[j]) - colsum[j]);
-    for (int64_t i = 0; i < n; i++) gr += (double)g2[i] * (rl_exp(leta2[i]) - rowsum[i]);
-    for (int64_t j = 0; j < d; j++) {
-      gmu[j] += colG[j];
-      Ymu[j] = rl_exp(-lmu[j]) * colG[j];
-    }
-    /* pass 2: steps 4 (G_Ys), 3, 2 (G_Yt) and 1, row by row */
-    real c = quad ? 1 / r : 1 / (a1 + r), ir = 1 / r, rc = r * c;
-    double dz = 0, dy = 0, dyt = 0, ds = 0;
-    for (int64_t i = 0; i < n; i++) {
-      const real *sv = Sn + i * d, *tv = Tt + i * d, *l = lt + i * d, *ysr = lsn + i * d, *lsi = ls + i * d;
-      const real *ext = k == T - 1 ? g->glog + i * d : NULL;
-      real *gz = Gz + i * d, *gl = Gls + i * d, *si = Si + i * d, *gx = g->gx + i * d, *gs = Gs + i * d;
-      real g2i = r * g2[i];
-      /* G_Ys (into row), Gz, and Glt_tot (into gl); Ys is taken up to its column constant (columns of G_Ys sum
-      ** to 0), so the rho / a1 sums stay accurate when rho is small */
-      if (quad) {
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++) {
-          real gy = gl[j] - sv[j] * Ymu[j];
-          real gt = r * gz[j] - g2i - a1 * c * gy;
-          gz[j] += c * gy;
-          row[j] = gy;
-          gl[j] = gy + gt * tv[j] + (ext ? ext[j] : 0);
-        }
+      const real *lti = lt + i * d, *sv = Sn + i * d;
+      real *gz = Gz + i * d, *gl = Gls + i * d, *si = Si + i * d, *gx = g->gx + i * d;
+      real a_g[RL_LANES];
+      rl_lanes_fill(a_g, 0);
+      /* steps 4 (G_Ys), 3 and 2 up to the row sum: t, Gz + dYs/dz G_Ys and Glt_tot into the row buffers */
+      if (tail) {
+        const real *ext = g->glog + i * d;
+        RL_ROW_LOOP(d, {
+          trow[j] = rl_exp(lti[j]);
+          grow[j] = ext[j];
+          zrow[j] = 0;
+          a_g[ln] += on ? ext[j] : 0;
+        });
       } else {
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++) {
-          real gy = gl[j] - sv[j] * Ymu[j];
-          real gt = r * gz[j] - g2i;
-          gz[j] += c * gy;
-          row[j] = gy;
-          gl[j] = rc * gy + gt * tv[j] + (ext ? ext[j] : 0);
-        }
+        const real *ysr = lsn + i * d;
+        real g2i = r * g2[i];
+        real a_z[RL_LANES], a_y[RL_LANES], a_zt[RL_LANES], a_t[RL_LANES];
+        rl_lanes_fill(a_z, 0);
+        rl_lanes_fill(a_y, 0);
+        rl_lanes_fill(a_zt, 0);
+        rl_lanes_fill(a_t, 0);
+        /* Ys enters the dots up to its column constant (columns of G_Ys sum to 0), so the rho / a1 sums stay
+        ** accurate when rho is small */
+        if (quad)
+          RL_ROW_LOOP(d, {
+            real t = rl_exp(lti[j]);
+            real gy = gl[j] - sv[j] * Ymu[j];
+            real gt = r * gz[j] - g2i - a1 * c * gy;
+            real glt = gy + gt * t;
+            trow[j] = t;
+            zrow[j] = gz[j] + c * gy;
+            grow[j] = glt;
+            a_g[ln] += on ? glt : 0;
+            a_z[ln] += on ? gy * t : 0;
+            a_y[ln] += on ? gy * (ysr[j] - lti[j]) : 0;
+            a_zt[ln] += on ? gz[j] * (t - sv[j]) : 0;
+            a_t[ln] += on ? t : 0;
+          });
+        else
+          RL_ROW_LOOP(d, {
+            real t = rl_exp(lti[j]);
+            real gy = gl[j] - sv[j] * Ymu[j];
+            real gt = r * gz[j] - g2i;
+            real glt = rc * gy + gt * t;
+            trow[j] = t;
+            zrow[j] = gz[j] + c * gy;
+            grow[j] = glt;
+            a_g[ln] += on ? glt : 0;
+            a_z[ln] += on ? gy * ysr[j] : 0;
+            a_y[ln] += on ? gy * (lti[j] - ysr[j]) : 0;
+            a_zt[ln] += on ? gz[j] * (t - sv[j]) : 0;
+            a_t[ln] += on ? t : 0;
+          });
+        rl_lanes_fold(Dz, a_z, 1);
+        rl_lanes_fold(Dy, a_y, 1);
+        rl_lanes_fold(Dzt, a_zt, 1);
+        rl_lanes_fold(Dt, a_t, g2[i]);
       }
-      /* dot products of G_Ys for dL/da1 and dL/drho (row holds G_Ys) */
-      real az = 0, ay = 0;
-      if (quad) {
-#pragma omp simd reduction(+ : az, ay)
-        for (int64_t j = 0; j < d; j++) {
-          az += row[j] * tv[j];
-          ay += row[j] * (ysr[j] - l[j]);
-        }
-      } else {
-#pragma omp simd reduction(+ : az, ay)
-        for (int64_t j = 0; j < d; j++) {
-          az += row[j] * ysr[j];
-          ay += row[j] * (l[j] - ysr[j]);
-        }
-      }
-      dz += az;
-      dy += ay;
-      real rG = rl_rowsum(d, gl);
+      real rG = rl_lanes_sum(a_g);
       geta[i] += rG;
-      real sc = rG * rl_exp(-leta[i]);
-      real a_yt = 0, a_s = 0;
-#pragma omp simd reduction(+ : a_yt, a_s)
-      for (int64_t j = 0; j < d; j++) {
-        real gy = gl[j] - tv[j] * sc; /* G_Yt */
-        si[j] = rl_exp(lsi[j]);
-        gx[j] += gy * ir;
-        gz[j] -= gy * ir;
-        a_yt += gy * (l[j] - lsi[j]); /* rows of G_Yt sum to 0: R - leta dropped */
-        a_s += gy * si[j];
-        gs[j] = quad ? -a1 * ir * gy : 0;
-        gl[j] = gy;
+      real sc = rG * eml[i];
+      /* step 2's G_Yt and step 1: gx, Gz, the adjoint of ls (+ BADMM-Q: of s = exp(ls)), s for the next iteration;
+      ** rows of G_Yt sum to 0, so the row constant R - leta of Yt - ls is dropped from the rho dot */
+      real a_yt[RL_LANES], a_s[RL_LANES];
+      rl_lanes_fill(a_yt, 0);
+      rl_lanes_fill(a_s, 0);
+      if (k) {
+        const real *lsi = ls + i * d;
+        if (quad)
+          RL_ROW_LOOP(d, {
+            real gyt = grow[j] - trow[j] * sc, sv2 = rl_exp(lsi[j]);
+            gx[j] += on ? gyt * ir : 0;
+            gz[j] = on ? zrow[j] - gyt * ir : gz[j];
+            si[j] = sv2;
+            gl[j] = on ? gyt - a1ir * gyt * sv2 : gl[j];
+            a_yt[ln] += on ? gyt * (lti[j] - lsi[j]) : 0;
+            a_s[ln] += on ? gyt * sv2 : 0;
+          });
+        else
+          RL_ROW_LOOP(d, {
+            real gyt = grow[j] - trow[j] * sc;
+            gx[j] += on ? gyt * ir : 0;
+            gz[j] = on ? zrow[j] - gyt * ir : gz[j];
+            si[j] = rl_exp(lsi[j]);
+            gl[j] = on ? gyt : gl[j];
+            a_yt[ln] += on ? gyt * (lti[j] - lsi[j]) : 0;
+          });
+      } else {
+        /* ls_0 = lq0 + lp0: its adjoint goes to the priors at once (BADMM-Q: with the s_0 = exp(ls_0) term) */
+        real q = s->lq0[i], a_l[RL_LANES], *glp0 = g->glp0;
+        const real *lp0 = s->lp0;
+        rl_lanes_fill(a_l, 0);
+        if (quad)
+          RL_ROW_LOOP(d, {
+            real lsv = q + lp0[j];
+            real gyt = grow[j] - trow[j] * sc, sv2 = rl_exp(lsv);
+            real glv = gyt - a1ir * gyt * sv2;
+            gx[j] += on ? gyt * ir : 0;
+            glp0[j] += on ? glv : 0;
+            a_l[ln] += on ? glv : 0;
+            a_yt[ln] += on ? gyt * (lti[j] - lsv) : 0;
+            a_s[ln] += on ? gyt * sv2 : 0;
+          });
+        else
+          RL_ROW_LOOP(d, {
+            real lsv = q + lp0[j];
+            real gyt = grow[j] - trow[j] * sc;
+            gx[j] += on ? gyt * ir : 0;
+            glp0[j] += on ? gyt : 0;
+            a_l[ln] += on ? gyt : 0;
+            a_yt[ln] += on ? gyt * (lti[j] - lsv) : 0;
+          });
+        g->glq0[i] += rl_lanes_sum(a_l);
       }
-      dyt += a_yt;
-      ds += a_s;
+      rl_lanes_fold(Dyt, a_yt, 1);
+      if (quad) rl_lanes_fold(Ds, a_s, 1);
     }
-    has_gs = quad;
-    ga1 -= c * dz;
-    gr += quad ? -c * dy : c * dy;
+    double dz = rl_lanes_dsum(Dz), dy = rl_lanes_dsum(Dy), dzt = rl_lanes_dsum(Dzt), dyt = rl_lanes_dsum(Dyt),
+           ds = rl_lanes_dsum(Ds);
+    drs -= rl_lanes_dsum(Dt);
+    if (!tail) {
+      gr += dzt + drs;
+      ga1 -= c * dz;
+      gr += quad ? -c * dy : c * dy;
+      for (int64_t j = 0; j < d; j++) g1[j] -= cgmu[j];
+      for (int64_t i = 0; i < n; i++) g2[i] -= cgeta[i];
+    }
     gr -= ir * dyt;
     if (quad) ga1 -= ir * ds;
-    for (int64_t j = 0; j < d; j++) g1[j] -= cgmu[j];
-    for (int64_t i = 0; i < n; i++) g2[i] -= cgeta[i];
     double *gsr = g->gstep + k * RL_ROTP_NALPHA;
     gsr[ROTP_G_A1] += ga1;
     gsr[ROTP_G_A2] += ga2;
@@ -318,12 +385,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     Sn = Si;
     Si = sw;
   }
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      real gl = Gls[i * d + j] + (has_gs ? Gs[i * d + j] * Sn[i * d + j] : 0);
-      g->glq0[i] += gl;
-      g->glp0[j] += gl;
-    }
   for (int64_t j = 0; j < d; j++) g->glp0[j] += gmu[j];
   for (int64_t i = 0; i < n; i++) g->glq0[i] += geta[i];
 }

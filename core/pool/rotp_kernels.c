@@ -9,7 +9,7 @@
 **   dL/dt  = a0 c2 g c1 = (a0/s2) X ((X^T g) c1)                            (c1, c2 symmetric)
 **   dL/dc1 = a0 (c2 t)^T g = (a0/s2) (X^T t)^T (X^T g)
 **   dL/dX through c2 (dL/dc2 = a0 g (t c1)^T, dK = dc2/s2, dX = (dK + dK^T) X):
-**          = (a0/s2) [ g (c1 (X^T t)^T) + t (c1 (X^T g)^T) ]
+**          = (a0/s2) [ g (c1 (X^T t)^T) + t (c1 (X^T g)^T) ] = (a0/s2) [ g ((X^T t) c1)^T + t ((X^T g) c1)^T ]
 **   <g, M(t)> = (1/s2) <X^T g, (X^T t) c1>                                  (for dL/da0 and the normalisers)
 */
 #include <math.h>
@@ -37,7 +37,7 @@ double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, rea
   real sc = a0 * s->inv_s2;
   rl_gemm(1, 0, d, d, n, 1, s->x, d, t, d, 0, Xt, d); /* X^T t */
   rl_gemm(1, 0, d, d, n, 1, s->x, d, g, d, 0, Xg, d); /* X^T g */
-  /* <g, M> = <Xg, Xt c1> / s2 */
+  /* W = Xt c1; <g, M> = <Xg, W> / s2 */
   rl_gemm(0, 0, d, d, d, 1, Xt, d, s->c1, d, 0, W, d);
   double dot = 0;
   for (int64_t i = 0; i < d * d; i++) dot += (double)Xg[i] * W[i];
@@ -48,16 +48,13 @@ double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, rea
     rl_gemm(0, 1, n, n, d, a0, g, d, tc1, d, 1, gc2, n);
   }
   if (a0 == 0) return dot;
-  /* gc1 += (a0/s2) Xt^T Xg */
+  /* gxs += (a0/s2) g (c1 Xt^T) = (a0/s2) g W^T (c1 symmetric); gc1 += (a0/s2) Xt^T Xg */
+  rl_gemm(0, 1, n, d, d, sc, g, d, W, d, 1, gxs, d);
   rl_gemm(1, 0, d, d, d, sc, Xt, d, Xg, d, 1, gc1, d);
-  /* gt += (a0/s2) X (Xg c1) */
+  /* W = Xg c1: gt += (a0/s2) X W, gxs += (a0/s2) t (c1 Xg^T) = (a0/s2) t W^T */
   rl_gemm(0, 0, d, d, d, 1, Xg, d, s->c1, d, 0, W, d);
   rl_gemm(0, 0, n, d, d, sc, s->x, d, W, d, 1, gt, d);
-  /* gxs += (a0/s2) [ g (c1 Xt^T) + t (c1 Xg^T) ] */
-  rl_gemm(0, 1, d, d, d, 1, s->c1, d, Xt, d, 0, W, d);
-  rl_gemm(0, 0, n, d, d, sc, g, d, W, d, 1, gxs, d);
-  rl_gemm(0, 1, d, d, d, 1, s->c1, d, Xg, d, 0, W, d);
-  rl_gemm(0, 0, n, d, d, sc, t, d, W, d, 1, gxs, d);
+  rl_gemm(0, 1, n, d, d, sc, t, d, W, d, 1, gxs, d);
   return dot;
 }
 

@@ -56,8 +56,9 @@ void rotp_structure_backward(rotp_module *r, const rl_batch *in, real *gxs);
 /* rotp_output.c: one set's pooled output and its reverse (dL/dlogP and the direct dL/dx) */
 void rotp_pool_ref_forward(int64_t n, int64_t d, const real *x, const real *P, real *f);
 void rotp_pool_ref_backward(int64_t n, int64_t d, const real *x, const real *P, const real *g, real *glog, real *gx);
-void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const real *LP, real *f, real *lden, real *den);
-void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const real *LP, const real *g, const real *lden,
-                            real *glog, real *gx, real *f);
+void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const real *P, const real *LP, real *f, real *lden,
+                           real *den);
+void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const real *P, const real *LP, const real *g,
+                            const real *lden, real *glog, real *gx, real *f);
 
 #endif

@@ -35,10 +35,37 @@ RL_HOT void rotp_pool_ref_backward(int64_t n, int64_t d, const real *x, const re
   }
 }
 
-/* Eq. 5 as a column softmax of log P: f_d = sum_n x_nd exp(lP_nd - lden_d), lden_d = log sum_n P_nd (kept for the
-** backward), so a column that underflows in float stays defined. den: d scratch. */
-RL_HOT void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const real *LP, real *f, real *lden,
-                                    real *den) {
+/* Eq. 5 is a column softmax of log P: f_d = sum_n x_nd a_nd, a_nd = exp(lP_nd - lden_d), lden_d = log sum_n P_nd
+** (kept for the backward). While every column sum of the plan lies in [e^ROTP_EQ5_PLAN_MIN, e^ROTP_EQ5_PLAN_MAX],
+** a = P / den from the plan itself: entries that underflowed to 0 in P weigh below e^-37 relative to their column,
+** none overflowed, and no exp is needed. Otherwise (a column that underflows or overflows in float) the log-domain
+** form keeps it defined. den: d scratch. */
+#define ROTP_EQ5_PLAN_MIN (-50.0)
+#define ROTP_EQ5_PLAN_MAX 80.0
+
+RL_HOT void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const real *P, const real *LP, real *f,
+                                  real *lden, real *den) {
+  for (int64_t j = 0; j < d; j++) {
+    f[j] = 0;
+    den[j] = 0;
+  }
+  for (int64_t i = 0; i < n; i++) {
+    const real *p = P + i * d, *xi = x + i * d;
+    RL_ROW_LOOP(d, {
+      f[j] += on ? xi[j] * p[j] : 0;
+      den[j] += on ? p[j] : 0;
+    });
+  }
+  int plan_ok = 1;
+  for (int64_t j = 0; j < d; j++)
+    plan_ok &= den[j] >= (real)exp(ROTP_EQ5_PLAN_MIN) && den[j] <= (real)exp(ROTP_EQ5_PLAN_MAX);
+  if (plan_ok) {
+    for (int64_t j = 0; j < d; j++) {
+      f[j] /= den[j];
+      lden[j] = rl_log(den[j]);
+    }
+    return;
+  }
   for (int64_t j = 0; j < d; j++) {
     lden[j] = -INFINITY;
     f[j] = 0;
@@ -64,28 +91,44 @@ RL_HOT void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const rea
   }
 }
 
-/* a = softmax_n(log P): dL/dlogP_nd = g_d a_nd (x_nd - f_d), dL/dx_nd = g_d a_nd. f: d scratch. */
-RL_HOT void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const real *LP, const real *g,
-                                     const real *lden, real *glog, real *gx, real *f) {
+/* a = softmax_n(log P): dL/dlogP_nd = g_d a_nd (x_nd - f_d), dL/dx_nd = g_d a_nd. f: d scratch. The plan path of the
+** forward is taken again when every lden_d is in [ROTP_EQ5_PLAN_MIN, ROTP_EQ5_PLAN_MAX] (a = P exp(-lden)). */
+RL_HOT void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const real *P, const real *LP, const real *g,
+                                   const real *lden, real *glog, real *gx, real *f) {
+  int plan_ok = 1;
+  for (int64_t j = 0; j < d; j++) plan_ok &= lden[j] >= (real)ROTP_EQ5_PLAN_MIN && lden[j] <= (real)ROTP_EQ5_PLAN_MAX;
   for (int64_t j = 0; j < d; j++) f[j] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    const real *l = LP + i * d, *xi = x + i * d;
-    real *gxi = gx + i * d;
+  if (plan_ok) {
+    /* glog (as scratch) holds 1 / den per column for the first pass */
+    real *iden = glog;
+    for (int64_t j = 0; j < d; j++) iden[j] = rl_exp(-lden[j]);
+    for (int64_t i = 0; i < n; i++) {
+      const real *p = P + i * d, *xi = x + i * d;
+      real *gxi = gx + i * d;
+      RL_ROW_LOOP(d, {
+        real av = p[j] * iden[j];
+        gxi[j] = on ? av : gxi[j];
+        f[j] += on ? av * xi[j] : 0;
+      });
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      const real *l = LP + i * d, *xi = x + i * d;
+      real *gxi = gx + i * d;
 #pragma omp simd
-    for (int64_t j = 0; j < d; j++) {
-      gxi[j] = rl_exp(l[j] - lden[j]); /* a */
-      f[j] += gxi[j] * xi[j];
+      for (int64_t j = 0; j < d; j++) {
+        gxi[j] = rl_exp(l[j] - lden[j]); /* a */
+        f[j] += gxi[j] * xi[j];
+      }
     }
   }
   for (int64_t i = 0; i < n; i++) {
     const real *xi = x + i * d;
     real *gxi = gx + i * d, *gl = glog + i * d;
-#pragma omp simd
-    for (int64_t j = 0; j < d; j++) {
+    RL_ROW_LOOP(d, {
       real ga = g[j] * gxi[j];
-      gl[j] = ga * (xi[j] - f[j]);
-      gxi[j] = ga;
-    }
+      gl[j] = on ? ga * (xi[j] - f[j]) : gl[j];
+      gxi[j] = on ? ga : gxi[j];
+    });
   }
 }
-

@@ -152,81 +152,104 @@ RL_HOT static void step_bwd(int64_t n, int64_t d, const real *F, real ie, real r
 /* K = exp(F ie - mK), mK = max(F) ie (ie > 0) */
 RL_HOT static void kernel_fill(int64_t n, int64_t d, const real *F, real ie, real fmax, real *K, real *mK) {
   real m = fmax * ie;
-  for (int64_t i = 0; i < n * d; i += d) {
-    const real *f = F + i;
-    real *k = K + i;
 #pragma omp simd
-    for (int64_t j = 0; j < d; j++) k[j] = rl_exp(f[j] * ie - m);
-  }
+  for (int64_t i = 0; i < n * d; i++) K[i] = rl_exp(F[i] * ie - m);
   *mK = m;
 }
 
 /* e_j = exp(v_j - max v), 0 below ROTP_KERNEL_DROP; returns max v */
-static inline real scaled_exp(int64_t n, const real *v, real *e) {
-  real m = -INFINITY;
-  for (int64_t i = 0; i < n; i++) m = v[i] > m ? v[i] : m;
+RL_HOT static inline real scaled_exp(int64_t n, const real *v, real *e) {
+  real m = rl_rowmax(n, v, 1, NULL);
+#pragma omp simd
   for (int64_t i = 0; i < n; i++) e[i] = v[i] - m < (real)ROTP_KERNEL_DROP ? 0 : rl_exp(v[i] - m);
   return m;
 }
 
-/* The default step of step_fwd from K: same outputs. ev (n), eu (d), cs (d) scratch. */
-RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *K, real mK, real r2, real r3, const real *lp0,
-                             const real *lq0, const real *vin, real *A, real *u, real *B, real *vout, real *ev, real *eu,
-                             real *cs) {
+/* The default step of step_fwd from K: same outputs. With fill, K = exp(F ie - mK) is written on the way (the
+** first pass reads every row anyway). ev (n), eu (d), cs (d) scratch. */
+RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *F, real ie, int fill, real *K, real mK, real r2,
+                             real r3, const real *lp0, const real *lq0, const real *vin, real *A, real *u, real *B,
+                             real *vout, real *ev, real *eu, real *cs) {
   real vmax = scaled_exp(n, vin, ev);
   for (int64_t j = 0; j < d; j++) cs[j] = 0;
   for (int64_t i = 0; i < n; i++) {
-    const real *k = K + i * d;
+    real *k = K + i * d;
     real e = ev[i];
-    if (e == 0) continue;
-#pragma omp simd
-    for (int64_t j = 0; j < d; j++) cs[j] += k[j] * e;
+    if (fill) {
+      const real *f = F + i * d;
+      RL_ROW_LOOP(d, {
+        real kv = rl_exp(f[j] * ie - mK);
+        k[j] = on ? kv : k[j];
+        cs[j] += on ? kv * e : 0;
+      });
+    } else if (e != 0) {
+      RL_ROW_LOOP(d, { cs[j] += on ? k[j] * e : 0; });
+    }
   }
+#pragma omp simd
   for (int64_t j = 0; j < d; j++) {
-    A[j] = mK + vmax + rl_log(cs[j]);
+    A[j] = mK + vmax + rl_logv(cs[j]);
     u[j] = r2 * (lp0[j] - A[j]);
   }
   real umax = scaled_exp(d, u, eu);
   for (int64_t i = 0; i < n; i++) {
     const real *k = K + i * d;
-    real acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < d; j++) acc += k[j] * eu[j];
-    B[i] = mK + umax + rl_log(acc);
+    real acc[RL_LANES];
+    rl_lanes_fill(acc, 0);
+    RL_ROW_LOOP(d, { acc[ln] += on ? k[j] * eu[j] : 0; });
+    B[i] = rl_lanes_sum(acc);
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    B[i] = mK + umax + rl_logv(B[i]);
     vout[i] = r3 * (lq0[i] - B[i]);
   }
 }
 
-/* Reverse of kstep_fwd (the same contract as step_bwd). ev (n), eu (d), f1 (d) scratch. */
-RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K, real mK, real ie, real r2, real r3,
-                             const real *lp0, const real *lq0, const real *vin, const real *A, const real *u,
+/* Reverse of kstep_fwd (the same contract as step_bwd; fill as there). ev (n), eu (d), f1 (d) scratch; gvin is
+** scratch until its final pass. */
+RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, int fill, real *K, real mK, real ie, real r2,
+                             real r3, const real *lp0, const real *lq0, const real *vin, const real *A, const real *u,
                              const real *B, real *gu, const real *gv, real *gvin, real *gF, double *g_ie, double *gr2,
                              double *gr3, real *glp0, real *glq0, real *ev, real *eu, real *f1) {
   double gie = 0, g2 = 0, g3 = 0;
   real umax = scaled_exp(d, u, eu), vmax = scaled_exp(n, vin, ev);
+  double Gie[RL_LANES];
+  for (int l = 0; l < RL_LANES; l++) Gie[l] = 0;
   /* v = r3 (lq0 - B): dZ2 = dB_n S2, S2 = K eu exp(mK + umax - B_n) */
+  real *f2v = gvin;
   for (int64_t i = 0; i < n; i++) {
     g3 += (double)gv[i] * (lq0[i] - B[i]);
     glq0[i] += r3 * gv[i];
-    real f2 = -r3 * gv[i] * rl_exp(mK + umax - B[i]);
+  }
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) f2v[i] = -r3 * gv[i] * rl_exp(mK + umax - B[i]);
+  for (int64_t i = 0; i < n; i++) {
+    real f2 = f2v[i];
+    const real *f = F + i * d;
+    real *k = K + i * d, *gf = gF + i * d, acc[RL_LANES];
+    if (fill)
+      RL_ROW_LOOP(d, {
+        real kv = rl_exp(f[j] * ie - mK);
+        k[j] = on ? kv : k[j];
+      });
     if (f2 == 0) continue;
-    const real *f = F + i * d, *k = K + i * d;
-    real *gf = gF + i * d, acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (int64_t j = 0; j < d; j++) {
+    rl_lanes_fill(acc, 0);
+    RL_ROW_LOOP(d, {
       real w = f2 * k[j] * eu[j];
-      gf[j] += ie * w;
-      acc += w * f[j];
-      gu[j] += w;
-    }
-    gie += acc;
+      gf[j] += on ? ie * w : 0;
+      acc[ln] += on ? w * f[j] : 0;
+      gu[j] += on ? w : 0;
+    });
+    rl_lanes_fold(Gie, acc, 1);
   }
   /* u = r2 (lp0 - A): dZ1 = dA_d S1, S1 = K ev exp(mK + vmax - A_d) */
   for (int64_t j = 0; j < d; j++) {
     g2 += (double)gu[j] * (lp0[j] - A[j]);
     glp0[j] += r2 * gu[j];
-    f1[j] = -r2 * gu[j] * rl_exp(mK + vmax - A[j]);
   }
+#pragma omp simd
+  for (int64_t j = 0; j < d; j++) f1[j] = -r2 * gu[j] * rl_exp(mK + vmax - A[j]);
   for (int64_t i = 0; i < n; i++) {
     real e = ev[i];
     if (e == 0) {
@@ -234,17 +257,19 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
       continue;
     }
     const real *f = F + i * d, *k = K + i * d;
-    real *gf = gF + i * d, acc = 0, rs = 0;
-#pragma omp simd reduction(+ : acc, rs)
-    for (int64_t j = 0; j < d; j++) {
+    real *gf = gF + i * d, acc[RL_LANES], rs[RL_LANES];
+    rl_lanes_fill(acc, 0);
+    rl_lanes_fill(rs, 0);
+    RL_ROW_LOOP(d, {
       real w = f1[j] * k[j] * e;
-      gf[j] += ie * w;
-      acc += w * f[j];
-      rs += w;
-    }
-    gie += acc;
-    gvin[i] = rs;
+      gf[j] += on ? ie * w : 0;
+      acc[ln] += on ? w * f[j] : 0;
+      rs[ln] += on ? w : 0;
+    });
+    rl_lanes_fold(Gie, acc, 1);
+    gvin[i] = rl_lanes_sum(rs);
   }
+  gie = rl_lanes_dsum(Gie);
   *g_ie += gie;
   *gr2 += g2;
   *gr3 += g3;
@@ -419,9 +444,10 @@ static void uot_forward(const rotp_opts *o, const rotp_set *s) {
     if (!o->compat) {
       real *vin = cur, *A = vin + n, *u = A + d, *B = u + d, *vout = next;
       if (kernel_ok(xmax, xmin, ie)) {
-        if (ie != kie) kernel_fill(n, d, s->x, ie, xmax, K, &mK);
+        int fill = ie != kie;
+        if (fill) mK = xmax * ie;
         kie = ie;
-        kstep_fwd(n, d, K, mK, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, ev, eu, cs);
+        kstep_fwd(n, d, s->x, ie, fill, K, mK, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, ev, eu, cs);
       } else {
         step_fwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, cm, cs);
       }
@@ -463,9 +489,10 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       if (k < T - 1)
         for (int64_t j = 0; j < d; j++) gu[j] = 0; /* u_k is not used after step k */
       if (kernel_ok(xmax, xmin, ie)) {
-        if (ie != kie) kernel_fill(n, d, s->x, ie, xmax, K, &mK);
+        int fill = ie != kie;
+        if (fill) mK = xmax * ie;
         kie = ie;
-        kstep_bwd(n, d, s->x, K, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
+        kstep_bwd(n, d, s->x, fill, K, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
                   g->glp0, g->glq0, ev, eu, sc);
       } else {
         step_bwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
@@ -542,7 +569,7 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
         if (!o->compat) {
           real *vin = cur, *A = vin + n, *uu = A + d, *B = uu + d;
           if (kern)
-            kstep_fwd(n, d, Kw, mK, r2, r3, s->lp0, s->lq0, vin, A, uu, B, next, ev, eu, cs);
+            kstep_fwd(n, d, F, ie, 0, Kw, mK, r2, r3, s->lp0, s->lq0, vin, A, uu, B, next, ev, eu, cs);
           else
             step_fwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, next, cm, cs);
           memcpy(next + n + d, uu, (size_t)d * sizeof(real));
@@ -606,7 +633,7 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
           const real *vin = cur, *A = vin + n, *uu = A + d, *B = uu + d;
           if (k < K - 1) memset(gu, 0, (size_t)d * sizeof(real));
           if (kern)
-            kstep_bwd(n, d, F, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3,
+            kstep_bwd(n, d, F, 0, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3,
                       g->glp0, g->glq0, ev, eu, sc);
           else
             step_bwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3, g->glp0,

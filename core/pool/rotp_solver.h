@@ -70,8 +70,10 @@ void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g);
 /* Forward without a trace, returning the final scalings u (d) and v (n) (default update, no structure). */
 void rotp_sinkhorn_fixed_point(const rotp_opts *o, const rotp_set *s, real *u, real *v);
 
-/* rotp_badmm.c helpers shared with rotp_badmm_fused.c (the a0 = 0 paths) */
+/* rotp_badmm.c helpers shared with rotp_badmm_fused.c (the a0 = 0 paths). Trace layout: lt_k at 2k nd, Ys_k /
+** ls'_k at (2k + 1) nd for k < T - 1 (the last iteration stops after its t-step), then T vector blocks of vblk. */
 int64_t rotp_badmm_vblk(int64_t n, int64_t d);
+static inline int64_t rotp_badmm_voff(int64_t T, int64_t nd) { return (2 * T - 1) * nd; }
 void rotp_log_softmax(int64_t n, const real *y, real *out);
 void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s);
 void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rotp_grads *g);
