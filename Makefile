@@ -119,18 +119,14 @@ bench: all data
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_FLAGS   ?=
+FUZZ_ONLY    ?=
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE $(WARN) -Wno-unknown-pragmas -g -O1 $(FUZZ_SAN) -MMD -MP \
                 $(shell pkg-config --cflags hdf5 2>/dev/null) -DRL_MAX_ALLOC='((size_t)256 << 20)'
 FUZZ_LIBS    := $(shell pkg-config --libs hdf5 2>/dev/null) -lm
 FUZZ_CORE    := $(patsubst %.c,build/fuzz/obj/%.o,core/error.c core/data/h5io.c core/data/dataset.c core/data/mil.c)
-FUZZ_TARGETS := h5 mil
+FUZZ_TARGETS := h5 h5spec mil
 FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
-# libFuzzer options of every run; the working corpus (new inputs) goes to build/fuzz/corpus/T, the committed
-# seeds in tests/fuzz/corpus/T are only read.
-FUZZ_RUN_OPTS = -max_len=16384 -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -print_final_stats=1 \
-                -dict=tests/fuzz/$(1).dict -artifact_prefix=build/fuzz/artifacts/$(1)-
-
 build/fuzz/obj/core/%.o: core/%.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
@@ -146,13 +142,9 @@ build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_CORE)
 fuzz-build: $(FUZZ_BINS)
 
 fuzz: deps
-	$(MAKE) -j$(JOBS) fuzz-build
-	@mkdir -p build/fuzz/artifacts $(FUZZ_TARGETS:%=build/fuzz/corpus/%)
-	@for t in $(FUZZ_TARGETS); do \
-	  echo "fuzz: fuzz_$$t for $(FUZZ_SECONDS) s"; \
-	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) $(call FUZZ_RUN_OPTS,$$t) $(FUZZ_FLAGS) \
-	    build/fuzz/corpus/$$t tests/fuzz/corpus/$$t || exit 1; \
-	done
+	$(MAKE) -j$(JOBS) all fuzz-build
+	ROTLAB_ROOT="$(CURDIR)" build/bin/rotlab run tests/fuzz/run.lua seconds=$(FUZZ_SECONDS) \
+	  $(if $(FUZZ_ONLY),targets=$(FUZZ_ONLY)) $(if $(FUZZ_FLAGS),extra="$(FUZZ_FLAGS)")
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rotlab

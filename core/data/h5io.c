@@ -663,6 +663,15 @@ done:
   return rc;
 }
 
+/* Bytes of one variable-length value in the file: a length (4), a global heap address and an index (4). */
+static size_t vlen_file_size(const rl_h5 *f) {
+  size_t addr = 8, len = 8;
+  hid_t fcpl = H5Fget_create_plist(f->id);
+  if (fcpl < 0 || H5Pget_sizes(fcpl, &addr, &len) < 0) H5Eclear2(H5E_DEFAULT);
+  if (fcpl >= 0) H5Pclose(fcpl);
+  return 4 + addr + 4;
+}
+
 /* Reads one attribute into *out (whose pointers it allocates). */
 static int read_attr(attr_ctx *c, hid_t a, const char *name, rl_h5_attr *out) {
   int rc = RL_OK;
@@ -692,12 +701,12 @@ static int read_attr(attr_ctx *c, hid_t a, const char *name, rl_h5_attr *out) {
     /* the values HDF5 holds for the attribute must be as many bytes as the count says: HDF5 1.10 copies
     ** count x size bytes out of a shorter buffer when a corrupt message says otherwise */
     hsize_t held = H5Aget_storage_size(a);
-    int variable = H5Tis_variable_str(t) > 0; /* (its size in the file is not the size H5Tget_size reports) */
-    if (!variable && esize > 0 && esize <= (size_t)limit && count <= limit / (int64_t)esize &&
-        held != (hsize_t)count * esize) {
+    size_t stored = esize; /* bytes per value in the file */
+    if (H5Tis_variable_str(t) > 0) stored = vlen_file_size(c->f); /* (H5Tget_size gives the in-memory size) */
+    if (stored > 0 && stored <= (size_t)limit && count <= limit / (int64_t)stored && held != (hsize_t)count * stored) {
       out->count = 0;
       rc = h5_fail(c->f, c->path, RL_EINVAL, "attribute '%s': %lld values of %zu bytes, but %llu bytes stored "
-                   "(corrupt file)", name, (long long)count, esize, (unsigned long long)held);
+                   "(corrupt file)", name, (long long)count, stored, (unsigned long long)held);
       goto done;
     }
     if (esize == 0 || esize > (size_t)limit || count > limit / (int64_t)esize) {
