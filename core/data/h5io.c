@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "h5io.h"
@@ -51,7 +52,14 @@ static quiet quiet_begin(void) {
 static void quiet_end(quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
 
 static herr_t innermost_reason(unsigned n, const H5E_error2_t *err, void *data) {
-  if (n == 0 && err->desc && err->desc[0]) snprintf((char *)data, H5_REASON_LEN, "%s", err->desc);
+  if (n == 0 && err->desc && err->desc[0]) {
+    char *r = data;
+    snprintf(r, H5_REASON_LEN, "%s", err->desc);
+    /* one line, without the time stamp, descriptor and buffer address some I/O errors carry */
+    char *cut = strstr(r, ": time = ");
+    if (cut) *cut = '\0';
+    if ((cut = strchr(r, '\n'))) *cut = '\0';
+  }
   return 0;
 }
 
@@ -110,6 +118,10 @@ int rl_h5_open(rl_h5 *f, const char *file, int mode) {
   snprintf(f->name, sizeof f->name, "%s", file);
   if (mode == RL_H5_READ && access(file, R_OK) != 0)
     return rl_fail(RL_EIO, "%s: cannot open for reading: %s", f->name, strerror(errno));
+  struct stat st;
+  if (mode == RL_H5_READ && stat(file, &st) == 0 && !S_ISREG(st.st_mode)) /* a FIFO would block HDF5's open */
+    return rl_fail(RL_EIO, "%s: cannot open as an HDF5 file: %s", f->name,
+                   S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file");
   quiet q = quiet_begin();
   hid_t id = -1;
   int rc = RL_OK;

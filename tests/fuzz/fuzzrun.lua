@@ -54,9 +54,16 @@ end
 
 -- Owner of the first frame that is not a sanitizer / libFuzzer / libc frame.
 local function stack_owner(block, root)
-  for _, f in ipairs(frames(block)) do
+  local fs = frames(block)
+  for i, f in ipairs(fs) do
     local o = frame_owner(f, root)
-    if o then return o, f end
+    if o then
+      -- for the signature: the first frame from here on that has a function name
+      for j = i, #fs do
+        if fs[j]:match("^in [%w_]") then return o, fs[j] end
+      end
+      return o, f
+    end
   end
   return nil
 end
@@ -160,7 +167,7 @@ end
 function M.signatures(items)
   local count, order = {}, {}
   for _, it in ipairs(items) do
-    local s = it.signature:gsub("0x%x+", ""):gsub("%+%)", ")")
+    local s = it.signature:gsub(" %(BuildId: %x+%)", ""):gsub("0x%x+", ""):gsub("%+%)", ")"):gsub("%s+", " ")
     if not count[s] then order[#order + 1] = s end
     count[s] = (count[s] or 0) + 1
   end
