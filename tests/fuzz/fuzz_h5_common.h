@@ -45,9 +45,13 @@ static void print_stats(void) {
 }
 
 /* ASan's quarantine at 16 MB instead of 256: HDF5 allocates and frees large blocks for every file, and fresh
-** memory costs page faults (about twice the executions per second). ASAN_OPTIONS still overrides it. */
+** memory costs page faults (about twice the executions per second). A malloc above 1 GB returns NULL, as on a
+** machine without overcommit, instead of aborting: HDF5 mallocs sizes read from corrupt files and handles NULL, and
+** so does rotlab (whose own allocations the fuzz build caps at 256 MB, RL_MAX_ALLOC). ASAN_OPTIONS overrides these. */
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "quarantine_size_mb=16:allocator_may_return_null=1"; }
+const char *__asan_default_options(void) {
+  return "quarantine_size_mb=16:allocator_may_return_null=1:max_allocation_size_mb=1024";
+}
 
 /* Creates the temporary file the inputs are written to. */
 static void fuzz_h5_init(const char *name) {

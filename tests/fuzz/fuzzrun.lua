@@ -145,7 +145,8 @@ function M.run(opts)
     if not before[a] and a:find("^" .. t .. "%-") and (a:find("crash") or a:find("leak") or a:find("oom") or
         a:find("timeout") or a:find("slow")) and not a:find("%.log$") then
       local path = opts.artifacts .. "/" .. a
-      local p = io.popen(sh(bin) .. " -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 -runs=1 " .. sh(path) .. " 2>&1")
+      -- (a low malloc limit and a high RSS limit: a huge allocation is reported with the stack that made it)
+      local p = io.popen(sh(bin) .. " -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=200 -runs=1 " .. sh(path) .. " 2>&1")
       local report = p:read("a")
       p:close()
       if a:find("^" .. t .. "%-slow") then report = "" end -- a slow unit is no finding
