@@ -5,6 +5,7 @@
 #   make test       deps + build + data + every test (one prove run)
 #   make asan       the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      benchmarks (milliseconds, peak memory)
+#   make fuzz       libFuzzer targets of core/data (clang), each run for FUZZ_SECONDS (default 300) into build/fuzz/
 #   make install    PREFIX=/usr/local
 
 CC      ?= cc
@@ -14,7 +15,10 @@ JOBS    ?= 2
 
 # Debian packages the build, the tests and the plots need (installed by `make deps` when missing).
 DEB_PKGS := gcc make pkg-config liblua5.4-dev libopenblas-dev libhdf5-dev libsqlite3-dev perl sqlite3 \
-            python3-h5py python3-numpy gnuplot-nox ca-certificates
+            python3-h5py python3-numpy gnuplot-nox ca-certificates \
+            clang libclang-rt-14-dev llvm
+# (clang + libclang-rt-14-dev: the libFuzzer and sanitizer runtimes of `make fuzz` and tests/fuzz.t; llvm: the
+# llvm-symbolizer that turns sanitizer reports into file:line stacks)
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -36,7 +40,7 @@ ifneq ($(wildcard ../shared/data),)
 DATA_DIR ?= ../shared/data
 endif
 
-.PHONY: all deps print-deps run test asan bench install clean data
+.PHONY: all deps print-deps run test asan bench install clean data fuzz fuzz-build
 
 all: build/bin/rotlab build/bin/rotlab-double
 
@@ -107,6 +111,40 @@ asan: deps
 
 bench: all data
 	build/bin/rotlab run tests/bench/bench.lua
+
+# ---------------------------------------------------------------- fuzzing (tests/fuzz/README.md)
+# clang + libFuzzer with ASan and UBSan; core/ only (no Lua), objects in build/fuzz/ (the normal build is untouched).
+# RL_MAX_ALLOC is lowered so that an allocation the readers' own checks let through fails as an error (and is seen
+# in the error message) rather than as libFuzzer's out-of-memory report.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_FLAGS   ?=
+FUZZ_ONLY    ?=
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE $(WARN) -Wno-unknown-pragmas -g -O1 $(FUZZ_SAN) -MMD -MP \
+                $(shell pkg-config --cflags hdf5 2>/dev/null) -DRL_MAX_ALLOC='((size_t)256 << 20)'
+FUZZ_LIBS    := $(shell pkg-config --libs hdf5 2>/dev/null) -lm
+FUZZ_CORE    := $(patsubst %.c,build/fuzz/obj/%.o,core/error.c core/data/h5io.c core/data/dataset.c core/data/mil.c)
+FUZZ_TARGETS := h5 h5spec mil
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/fuzz_%)
+build/fuzz/obj/core/%.o: core/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+build/fuzz/obj/tests/fuzz/%.o: tests/fuzz/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -c $< -o $@
+build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_CORE)
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(FUZZ_LIBS)
+
+-include $(FUZZ_CORE:.o=.d) $(FUZZ_TARGETS:%=build/fuzz/obj/tests/fuzz/fuzz_%.d)
+.SECONDARY: $(FUZZ_CORE) $(FUZZ_TARGETS:%=build/fuzz/obj/tests/fuzz/fuzz_%.o)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: deps
+	$(MAKE) -j$(JOBS) all fuzz-build
+	ROTLAB_ROOT="$(CURDIR)" build/bin/rotlab run tests/fuzz/run.lua seconds=$(FUZZ_SECONDS) \
+	  $(if $(FUZZ_ONLY),targets=$(FUZZ_ONLY)) $(if $(FUZZ_FLAGS),extra="$(FUZZ_FLAGS)")
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/rotlab

@@ -512,6 +512,8 @@ static int64_t *check_offsets(lua_State *L, int idx, int64_t *count, const char 
       if (!ok) luaL_argerror(L, idx, lua_pushfstring(L, "%s entry %d is not a number", what, (int)i + 1));
     }
     if (v != floor(v)) luaL_argerror(L, idx, lua_pushfstring(L, "%s entry %d is not an integer", what, (int)i + 1));
+    if (!(fabs(v) <= (double)RL_MAX_DIM)) /* (Inf, or beyond any row count: the cast below would be undefined) */
+      luaL_argerror(L, idx, lua_pushfstring(L, "%s entry %d is out of range (|value| > 2^40)", what, (int)i + 1));
     buf[i] = (int64_t)v;
   }
   *count = n - 1;

@@ -317,7 +317,7 @@ static int64_t *check_int_data(lua_State *L, int idx, int *ndim, int64_t *shape)
     int64_t *buf = lua_newuserdatauv(L, (size_t)(t->t.numel ? t->t.numel : 1) * sizeof(int64_t), 0);
     for (int64_t i = 0; i < t->t.numel; i++) {
       real v = t->t.data[i];
-      if (v != floor(v) || !isfinite(v))
+      if (v != floor(v) || !(fabs((double)v) < 9.2e18)) /* (beyond int64 the cast would be undefined) */
         luaL_argerror(L, idx, lua_pushfstring(L, "element %d of the tensor is not an integer", (int)i + 1));
       buf[i] = (int64_t)v;
     }

@@ -18,10 +18,20 @@
 /* Batches with at least this many values are copied by several threads. */
 #define GATHER_PARALLEL_VALUES 65536
 
+/* Labels are below this and num_classes is at most this: a class count is a tensor width (RL_MAX_DIM). */
+#define MAX_CLASSES RL_MAX_DIM
+
 /* Largest magnitude a value of X may have to be stored in `real`. */
 #define REAL_LIMIT (sizeof(real) == sizeof(float) ? (double)FLT_MAX : DBL_MAX)
 
 /* ---------------------------------------------------------------- shared checks */
+
+/* A failed allocation for a field: the allocator's message names no file, so it is prefixed with file and field. */
+static int alloc_fail(const char *file, const char *field) {
+  char why[RL_ERRMSG_LEN];
+  snprintf(why, sizeof why, "%s", rl_error());
+  return rl_fail(RL_ENOMEM, "%s: %s: %s", file, field, why);
+}
 
 /* Checks an offsets array of n_entries = parts + 1 entries over `total` items (rows of /X or sets). */
 static int check_offsets(const char *file, const char *field, const int64_t *off, int64_t n_entries, int64_t total,
@@ -49,18 +59,18 @@ static int check_offsets(const char *file, const char *field, const int64_t *off
 static int attr_num_classes(const char *file, const rl_h5_attr *a, int64_t *out) {
   *out = 0;
   if (!a) return RL_OK;
-  if (a->count == 1 && a->kind == RL_H5_ATTR_INT && a->ints[0] >= 1) {
+  if (a->count == 1 && a->kind == RL_H5_ATTR_INT && a->ints[0] >= 1 && a->ints[0] <= MAX_CLASSES) {
     *out = a->ints[0];
     return RL_OK;
   }
   if (a->count == 1 && a->kind == RL_H5_ATTR_FLOAT && a->floats[0] >= 1 && a->floats[0] == floor(a->floats[0]) &&
-      a->floats[0] < 9e18) {
+      a->floats[0] <= (double)MAX_CLASSES) {
     *out = (int64_t)a->floats[0];
     return RL_OK;
   }
   if (a->count == 1 && (a->kind == RL_H5_ATTR_INT || a->kind == RL_H5_ATTR_FLOAT))
-    return rl_fail(RL_EINVAL, "%s: attribute num_classes must be a positive integer, got %g", file,
-                   a->kind == RL_H5_ATTR_INT ? (double)a->ints[0] : a->floats[0]);
+    return rl_fail(RL_EINVAL, "%s: attribute num_classes must be a positive integer, got %g (at most %lld)", file,
+                   a->kind == RL_H5_ATTR_INT ? (double)a->ints[0] : a->floats[0], (long long)MAX_CLASSES);
   return rl_fail(RL_EINVAL, "%s: attribute num_classes must be one positive integer", file);
 }
 
@@ -71,6 +81,9 @@ static int check_labels(const char *file, const int64_t *y, int64_t count, int64
     if (y[b] < 0)
       return rl_fail(RL_EINVAL, "%s: /y: label of set %lld (0-based) is %lld; labels must be >= 0", file, (long long)b,
                      (long long)y[b]);
+    if (y[b] >= MAX_CLASSES) /* num_classes = max + 1 must not overflow, and it becomes a tensor width */
+      return rl_fail(RL_EINVAL, "%s: /y: label of set %lld (0-based) is %lld; labels must be below %lld", file,
+                     (long long)b, (long long)y[b], (long long)MAX_CLASSES);
     if (num_classes > 0 && y[b] >= num_classes)
       return rl_fail(RL_EINVAL, "%s: /y: label of set %lld (0-based) is %lld, but attribute num_classes is %lld "
                      "(labels must be 0..%lld)", file, (long long)b, (long long)y[b], (long long)num_classes,
@@ -159,7 +172,7 @@ static int read_int_field(rl_h5 *f, const char *field, const char *shape_hint, i
   int rc = field_info(f, field, 1, shape_hint, 0, &info);
   if (rc) return rc;
   *n = info.shape[0];
-  if (!(*out = rl_malloc((size_t)(*n ? *n : 1) * sizeof(int64_t)))) return RL_ENOMEM;
+  if (!(*out = rl_malloc((size_t)(*n ? *n : 1) * sizeof(int64_t)))) return alloc_fail(f->name, field);
   return rl_h5_read_int64(f, field, *out, *n);
 }
 
@@ -178,6 +191,11 @@ static int open_checked(rl_dataset *ds, rl_h5 *f) {
   ds->dim = xi.shape[1];
   ds->x_is_double = xi.type_size == 8;
   if (ds->dim < 1) return rl_fail(RL_EINVAL, "%s: /X: has %lld columns, expected at least 1", ds->file, (long long)ds->dim);
+  /* the values must fit one allocation (rl_shape_check's limits): refused here, with the file's name, before
+  ** anything is allocated (h5io has checked that the shape is within RL_MAX_DIM and the file holds the data) */
+  if ((size_t)xi.numel > RL_MAX_ALLOC / sizeof(real))
+    return rl_fail(RL_ENOMEM, "%s: /X: %lld x %lld values do not fit in memory (more than RL_MAX_ALLOC = %zu bytes)",
+                   ds->file, (long long)ds->rows, (long long)ds->dim, (size_t)RL_MAX_ALLOC);
   int64_t n;
   if ((rc = read_int_field(f, "/offsets", "B+1 entries for B sets", &ds->offsets, &n))) return rc;
   if ((rc = check_offsets(ds->file, "/offsets", ds->offsets, n, ds->rows, "the number of rows of /X", "set"))) return rc;
@@ -238,7 +256,7 @@ int rl_dataset_read_values(const rl_dataset *ds, real *dst) {
     goto done;
   }
   if (!(chunk = rl_malloc((size_t)chunk_rows * (size_t)ds->dim * sizeof(double)))) {
-    rc = RL_ENOMEM;
+    rc = alloc_fail(ds->file, "/X");
     goto done;
   }
   for (int64_t r0 = 0; r0 < ds->rows; r0 += chunk_rows) {
@@ -264,9 +282,8 @@ done:
 int rl_dataset_load(rl_dataset *ds, const char *file) {
   int rc = rl_dataset_open(ds, file);
   if (rc) return rc;
-  size_t n = (size_t)ds->rows * (size_t)ds->dim;
-  if (ds->rows > 0 && n / (size_t)ds->rows != (size_t)ds->dim) rc = rl_fail(RL_ENOMEM, "%s: /X is too large", ds->file);
-  if (!rc && !(ds->X = rl_malloc(n * sizeof(real)))) rc = RL_ENOMEM;
+  size_t n = (size_t)ds->rows * (size_t)ds->dim; /* rl_dataset_open checked that n reals fit RL_MAX_ALLOC */
+  if (!(ds->X = rl_malloc(n * sizeof(real)))) rc = alloc_fail(ds->file, "/X");
   if (!rc) {
     ds->owns_X = 1;
     rc = rl_dataset_read_values(ds, ds->X);

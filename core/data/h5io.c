@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "h5io.h"
@@ -20,6 +21,18 @@ _Static_assert(sizeof(hid_t) == sizeof(int64_t), "rl_h5 stores a hid_t in an int
 #define H5_REASON_LEN 160
 /* Longest object path accepted (a buffer for walking the components of a path). */
 #define H5_PATH_LEN 1024
+/* A dataset's declared values (elements x element size) may take at most this many times the file's size when the
+** dataset is chunked (a filter may have compressed it: deflate's largest ratio is about 1032:1), and at most the
+** file's size otherwise (contiguous or compact data is stored as is). A dataset declaring more comes from a
+** truncated or corrupt file: refused before any caller allocates for it (and before HDF5 fills gigabytes). */
+#define H5_MAX_EXPANSION 1100
+/* Declared sizes up to this many bytes are accepted whatever the file's size (a small dataset that was never
+** written reads as its fill value and takes no room in the file). */
+#define H5_SMALL_BYTES ((int64_t)1 << 20)
+/* An attribute name looked up to make HDF5 decode every attribute message (no file has it; if one does, no harm). */
+#define ATTR_PROBE_NAME "\x01rotlab: no such attribute"
+/* Largest element size read from a dataset or attribute (bytes): every numeric type h5py and rotlab write fits. */
+#define H5_MAX_ELEMENT 16
 
 /* ---------------------------------------------------------------- errors */
 
@@ -39,7 +52,14 @@ static quiet quiet_begin(void) {
 static void quiet_end(quiet q) { H5Eset_auto2(H5E_DEFAULT, q.fn, q.data); }
 
 static herr_t innermost_reason(unsigned n, const H5E_error2_t *err, void *data) {
-  if (n == 0 && err->desc && err->desc[0]) snprintf((char *)data, H5_REASON_LEN, "%s", err->desc);
+  if (n == 0 && err->desc && err->desc[0]) {
+    char *r = data;
+    snprintf(r, H5_REASON_LEN, "%s", err->desc);
+    /* one line, without the time stamp, descriptor and buffer address some I/O errors carry */
+    char *cut = strstr(r, ": time = ");
+    if (cut) *cut = '\0';
+    if ((cut = strchr(r, '\n'))) *cut = '\0';
+  }
   return 0;
 }
 
@@ -63,6 +83,14 @@ static int h5_fail(const rl_h5 *f, const char *path, int code, const char *fmt, 
     return rl_fail(code, "%s: %s: %s%s%s%s", f->name, path, msg, reason[0] ? " (HDF5: " : "", reason,
                    reason[0] ? ")" : "");
   return rl_fail(code, "%s: %s%s%s%s", f->name, msg, reason[0] ? " (HDF5: " : "", reason, reason[0] ? ")" : "");
+}
+
+/* A failed allocation's message (from rl_malloc, naming no file) prefixed with the file and path; other codes pass. */
+static int name_failure(const rl_h5 *f, const char *path, int rc) {
+  if (rc != RL_ENOMEM) return rc;
+  char why[RL_ERRMSG_LEN];
+  snprintf(why, sizeof why, "%s", rl_error());
+  return rl_fail(rc, "%s: %s: %s", f->name, path, why);
 }
 
 static int check_open(const rl_h5 *f, const char *path) {
@@ -90,6 +118,10 @@ int rl_h5_open(rl_h5 *f, const char *file, int mode) {
   snprintf(f->name, sizeof f->name, "%s", file);
   if (mode == RL_H5_READ && access(file, R_OK) != 0)
     return rl_fail(RL_EIO, "%s: cannot open for reading: %s", f->name, strerror(errno));
+  struct stat st;
+  if (mode == RL_H5_READ && stat(file, &st) == 0 && !S_ISREG(st.st_mode)) /* a FIFO would block HDF5's open */
+    return rl_fail(RL_EIO, "%s: cannot open as an HDF5 file: %s", f->name,
+                   S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file");
   quiet q = quiet_begin();
   hid_t id = -1;
   int rc = RL_OK;
@@ -213,11 +245,19 @@ static int open_dataset(rl_h5 *f, const char *path, hid_t *out) {
   return RL_OK;
 }
 
-/* Element class, size and a readable name of an HDF5 type. */
+/* Element class, size and a readable name of an HDF5 type. Numbers of a size other than 1, 2, 4, 8 (integers) or
+** 2, 4, 8, 16 (floats) are classed non-numeric, so no reader hands such a type (which only a corrupt file or an
+** unusual writer produces) to HDF5's conversions. */
 static void describe_type(hid_t t, int *cls, int *size, char *name, size_t n) {
   H5T_class_t c = H5Tget_class(t);
-  *size = (int)H5Tget_size(t);
+  size_t bytes = H5Tget_size(t);
+  *size = bytes > H5_MAX_ELEMENT ? H5_MAX_ELEMENT + 1 : (int)bytes; /* (a size field from the file can be huge) */
   *cls = RL_H5_NONNUMERIC;
+  if ((c == H5T_INTEGER && bytes != 1 && bytes != 2 && bytes != 4 && bytes != 8) ||
+      (c == H5T_FLOAT && bytes != 2 && bytes != 4 && bytes != 8 && bytes != 16)) {
+    snprintf(name, n, "%s of %zu bytes", c == H5T_FLOAT ? "float" : "integer", bytes);
+    return;
+  }
   switch (c) {
   case H5T_FLOAT:
     *cls = RL_H5_FLOAT;
@@ -240,7 +280,46 @@ static void describe_type(hid_t t, int *cls, int *size, char *name, size_t n) {
   }
 }
 
-/* Shape and type of an open dataset. */
+/* Size of the file in bytes (0 if unknown). */
+static int64_t file_bytes(const rl_h5 *f) {
+  hsize_t size = 0;
+  if (H5Fget_filesize(f->id, &size) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+  }
+  return size > (hsize_t)INT64_MAX ? INT64_MAX : (int64_t)size;
+}
+
+/* Refuses a dataset whose declared values cannot be in the file (see H5_MAX_EXPANSION), or that keeps them
+** outside the file (external raw files, virtual datasets): a dataset file names no other file to read. */
+static int check_storage(rl_h5 *f, const char *path, hid_t d, const rl_h5_info *info) {
+  int rc = RL_OK;
+  hid_t dcpl = H5Dget_create_plist(d);
+  if (dcpl < 0) return h5_fail(f, path, RL_EIO, "cannot read the storage layout");
+  H5D_layout_t layout = H5Pget_layout(dcpl);
+  int external = H5Pget_external_count(dcpl);
+  if (layout == H5D_VIRTUAL || external > 0) {
+    rc = h5_fail(f, path, RL_EINVAL, "keeps its values outside the file (%s), which is not supported",
+                 layout == H5D_VIRTUAL ? "a virtual dataset" : "external storage");
+    goto done;
+  }
+  if (layout < 0) {
+    rc = h5_fail(f, path, RL_EIO, "cannot read the storage layout");
+    goto done;
+  }
+  int64_t size = info->type_size > 0 ? info->type_size : 1, have = file_bytes(f);
+  int64_t limit = layout == H5D_CHUNKED ? (have > INT64_MAX / H5_MAX_EXPANSION ? INT64_MAX : have * H5_MAX_EXPANSION)
+                                        : have;
+  if (limit < H5_SMALL_BYTES) limit = H5_SMALL_BYTES;
+  if (info->numel > limit / size)
+    rc = h5_fail(f, path, RL_EINVAL, "declares %lld elements of %lld bytes, more than a file of %lld bytes can hold "
+                 "(truncated or corrupt file)", (long long)info->numel, (long long)size, (long long)have);
+done:
+  H5Pclose(dcpl);
+  return rc;
+}
+
+/* Shape and type of an open dataset, checked against RL_MAX_DIM and the size of the file. */
 static int dataset_info(rl_h5 *f, const char *path, hid_t d, rl_h5_info *info) {
   hid_t s = -1, t = -1;
   int rc = RL_OK;
@@ -267,12 +346,25 @@ static int dataset_info(rl_h5 *f, const char *path, hid_t d, rl_h5_info *info) {
     }
     info->ndim = nd;
     info->numel = 1;
-    for (int i = 0; i < nd; i++) {
-      info->shape[i] = (int64_t)dims[i];
-      info->numel *= (int64_t)dims[i];
+    int too_large = 0;
+    for (int i = 0; i < nd; i++) { /* dims come from the file: any 64-bit value */
+      too_large |= dims[i] > (hsize_t)RL_MAX_DIM;
+      info->shape[i] = too_large ? 0 : (int64_t)dims[i];
+      if (!too_large && dims[i] && info->numel > RL_MAX_DIM / (int64_t)dims[i]) too_large = 1;
+      if (!too_large) info->numel *= (int64_t)dims[i];
+    }
+    if (too_large) {
+      char shape[160];
+      size_t k = 0;
+      for (int i = 0; i < nd && k + 24 < sizeof shape; i++)
+        k += (size_t)snprintf(shape + k, sizeof shape - k, "%s%llu", i ? " x " : "", (unsigned long long)dims[i]);
+      rc = h5_fail(f, path, RL_EINVAL, "shape %s is too large (more than RL_MAX_DIM = %lld elements)", shape,
+                   (long long)RL_MAX_DIM);
+      goto done;
     }
   }
   describe_type(t, &info->type_class, &info->type_size, info->type_name, sizeof info->type_name);
+  rc = check_storage(f, path, d, info);
 done:
   close_id(s, H5Sclose);
   close_id(t, H5Tclose);
@@ -444,7 +536,7 @@ done:
   close_id(g, H5Gclose);
   quiet_end(q);
   if (rc) rl_h5_list_free(out);
-  return rc;
+  return name_failure(f, path, rc);
 }
 
 void rl_h5_list_free(rl_h5_list *l) {
@@ -559,6 +651,10 @@ static int read_attr_enum(attr_ctx *c, const char *name, hid_t a, hid_t t, int64
   }
   size_t size = H5Tget_size(mt);
   int is_signed = H5Tget_sign(super) != H5T_SGN_NONE;
+  if (size != 1 && size != 2 && size != 4 && size != 8) {
+    rc = h5_fail(c->f, c->path, RL_EINVAL, "attribute '%s': enum of %zu-byte integers is not supported", name, size);
+    goto done;
+  }
   if (!(buf = rl_malloc((size_t)count * size))) {
     rc = RL_ENOMEM;
     goto done;
@@ -577,6 +673,15 @@ done:
   close_id(mt, H5Tclose);
   close_id(super, H5Tclose);
   return rc;
+}
+
+/* Bytes of one variable-length value in the file: a length (4), a global heap address and an index (4). */
+static size_t vlen_file_size(const rl_h5 *f) {
+  size_t addr = 8, len = 8;
+  hid_t fcpl = H5Fget_create_plist(f->id);
+  if (fcpl < 0 || H5Pget_sizes(fcpl, &addr, &len) < 0) H5Eclear2(H5E_DEFAULT);
+  if (fcpl >= 0) H5Pclose(fcpl);
+  return 4 + addr + 4;
 }
 
 /* Reads one attribute into *out (whose pointers it allocates). */
@@ -601,6 +706,30 @@ static int read_attr(attr_ctx *c, hid_t a, const char *name, rl_h5_attr *out) {
   char tname[24];
   describe_type(t, &cls, &size, tname, sizeof tname);
   H5T_class_t hc = H5Tget_class(t);
+  if (hc == H5T_INTEGER || hc == H5T_FLOAT || hc == H5T_STRING || hc == H5T_ENUM) {
+    /* an attribute's values are stored in the file as they are: a count beyond the file's size is corruption */
+    int64_t have = file_bytes(c->f), limit = have > H5_SMALL_BYTES ? have : H5_SMALL_BYTES;
+    size_t esize = H5Tget_size(t);
+    /* the values HDF5 holds for the attribute must be as many bytes as the count says: HDF5 1.10 copies
+    ** count x size bytes out of a shorter buffer when a corrupt message says otherwise */
+    hsize_t held = H5Aget_storage_size(a);
+    size_t stored = esize; /* bytes per value in the file */
+    if (H5Tis_variable_str(t) > 0) stored = vlen_file_size(c->f); /* (H5Tget_size gives the in-memory size) */
+    if (stored > 0 && stored <= (size_t)limit && count <= limit / (int64_t)stored && held != (hsize_t)count * stored) {
+      out->count = 0;
+      rc = h5_fail(c->f, c->path, RL_EINVAL, "attribute '%s': %lld values of %zu bytes, but %llu bytes stored "
+                   "(corrupt file)", name, (long long)count, stored, (unsigned long long)held);
+      goto done;
+    }
+    if (esize == 0 || esize > (size_t)limit || count > limit / (int64_t)esize) {
+      out->count = 0; /* nothing allocated yet */
+      rc = h5_fail(c->f, c->path, RL_EINVAL, "attribute '%s': declares %lld values of %zu bytes, more than a file "
+                   "of %lld bytes can hold (truncated or corrupt file)", name, (long long)count, esize,
+                   (long long)have);
+      goto done;
+    }
+  }
+  if ((hc == H5T_INTEGER || hc == H5T_FLOAT) && cls == RL_H5_NONNUMERIC) hc = H5T_NO_CLASS; /* odd sizes: described */
   if (hc == H5T_INTEGER) {
     int64_t *v = rl_calloc((size_t)count, sizeof *v);
     out->kind = RL_H5_ATTR_INT;
@@ -696,6 +825,10 @@ int rl_h5_read_attrs(rl_h5 *f, const char *path, rl_h5_attrs *out) {
   quiet q = quiet_begin();
   hid_t o = -1;
   rc = open_object(f, path, &o);
+  /* HDF5 1.10 crashes (a NULL dereference in H5A__attr_release_table) when an attribute message fails to decode
+  ** while H5Aiterate2 builds its table. H5Aexists decodes every attribute message of the object (they stay cached
+  ** in the object header) and fails cleanly on a corrupt one, so it goes first. */
+  if (!rc && H5Aexists(o, ATTR_PROBE_NAME) < 0) rc = h5_fail(f, path, RL_EIO, "cannot read the attributes");
   if (!rc) {
     attr_ctx c = {f, path, out, 0, RL_OK};
     if (H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, NULL, attr_visit, &c) < 0)
@@ -704,7 +837,7 @@ int rl_h5_read_attrs(rl_h5 *f, const char *path, rl_h5_attrs *out) {
   close_id(o, H5Oclose);
   quiet_end(q);
   if (rc) rl_h5_attrs_free(out);
-  return rc;
+  return name_failure(f, path, rc);
 }
 
 void rl_h5_attrs_free(rl_h5_attrs *attrs) {
