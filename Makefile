@@ -2,7 +2,7 @@
 #
 #   make            build the float and double hosts: build/bin/rotlab, build/bin/rotlab-double
 #   make run        deps + build + data + the default experiment (experiments/quickstart.lua)
-#   make test       deps + build + data + every test (one prove run)
+#   make test       deps + test deps + build + data + every test (one prove run)
 #   make asan       the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make bench      benchmarks (milliseconds, peak memory)
 #   make fuzz       libFuzzer targets of core/data (clang), each run for FUZZ_SECONDS (default 300) into build/fuzz/
@@ -13,12 +13,14 @@ PREFIX  ?= /usr/local
 PKGS    := lua5.4 hdf5 sqlite3 openblas
 JOBS    ?= 2
 
-# Debian packages the build, the tests and the plots need (installed by `make deps` when missing).
+# Debian packages the build, the main job and the plots need (installed by `make deps` when missing) ...
 DEB_PKGS := gcc make pkg-config liblua5.4-dev libopenblas-dev libhdf5-dev libsqlite3-dev perl sqlite3 \
-            python3-h5py python3-numpy gnuplot-nox ca-certificates \
-            clang libclang-rt-14-dev llvm
-# (clang + libclang-rt-14-dev: the libFuzzer and sanitizer runtimes of `make fuzz` and tests/fuzz.t; llvm: the
-# llvm-symbolizer that turns sanitizer reports into file:line stacks)
+            gnuplot-nox ca-certificates
+# ... and what only the tests need (installed by `make test-deps`, which `make test` and `make asan` run):
+# h5py/numpy write files as users do; clang + libclang-rt-14-dev are the libFuzzer and sanitizer runtimes of
+# `make fuzz` and tests/fuzz.t, llvm the llvm-symbolizer of their reports; slurmctld, slurmd, slurm-client and
+# munge the single-node Slurm that tests/slurm.t starts on localhost.
+TEST_PKGS := python3-h5py python3-numpy clang libclang-rt-14-dev llvm slurmctld slurmd slurm-client munge
 
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
@@ -40,7 +42,7 @@ ifneq ($(wildcard ../shared/data),)
 DATA_DIR ?= ../shared/data
 endif
 
-.PHONY: all deps print-deps run test asan bench install clean data fuzz fuzz-build
+.PHONY: all deps test-deps print-deps run test asan bench install clean data fuzz fuzz-build
 
 all: build/bin/rotlab build/bin/rotlab-double
 
@@ -73,17 +75,24 @@ build/asan/bin/rotlab-double: $(OBJ_AD)
 -include $(OBJ_F:.o=.d) $(OBJ_D:.o=.d) $(OBJ_AF:.o=.d) $(OBJ_AD:.o=.d)
 
 # Installs the missing Debian packages (needs root, or sudo) -- nothing else is downloaded.
-deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+define install_missing
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "deps: installing$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(DEB_PKGS))
+
+test-deps:
+	$(call install_missing,$(DEB_PKGS) $(TEST_PKGS))
 
 print-deps:
-	@echo $(DEB_PKGS)
+	@echo $(DEB_PKGS) $(TEST_PKGS)
 
 # The shipped default data, derived from UCI digits (see README: provenance and licence).
 data: $(DATA)
@@ -98,12 +107,12 @@ run: deps
 
 TESTS := $(sort $(wildcard tests/*.t))
 
-test: deps
+test: test-deps
 	$(MAKE) -j$(JOBS) all
 	$(MAKE) data
 	PATH="$(CURDIR)/build/bin:$$PATH" prove $(PROVE_FLAGS) $(TESTS)
 
-asan: deps
+asan: test-deps
 	$(MAKE) -j$(JOBS) all build/asan/bin/rotlab build/asan/bin/rotlab-double
 	$(MAKE) data
 	PATH="$(CURDIR)/build/asan/bin:$$PATH" ASAN_OPTIONS=detect_leaks=1 \
@@ -141,7 +150,7 @@ build/fuzz/fuzz_%: build/fuzz/obj/tests/fuzz/fuzz_%.o $(FUZZ_CORE)
 
 fuzz-build: $(FUZZ_BINS)
 
-fuzz: deps
+fuzz: test-deps
 	$(MAKE) -j$(JOBS) all fuzz-build
 	ROTLAB_ROOT="$(CURDIR)" build/bin/rotlab run tests/fuzz/run.lua seconds=$(FUZZ_SECONDS) \
 	  $(if $(FUZZ_ONLY),targets=$(FUZZ_ONLY)) $(if $(FUZZ_FLAGS),extra="$(FUZZ_FLAGS)")
