@@ -218,10 +218,41 @@ do
   end
 end
 
+-- ------------------------------------------------------------------------------------------------ singleton sets
+do
+  local d, L, M = 3, 2, 4
+  local x = rl.randn(rl.rng(41), 1, d)
+  local m = rl.pool.swe { dim = d, slices = L, refs = M, rng = rl.rng(42) }
+  local y = m:forward(rl.sets(x, { 0, 1 }))
+  local th, R = m:param("theta"), m:param("reference")
+  local worst = 0
+  for l = 1, L do
+    local nrm, px = 0, 0
+    for k = 1, d do nrm = nrm + th:get(l, k) ^ 2 end
+    nrm = math.sqrt(nrm)
+    for k = 1, d do px = px + th:get(l, k) * x:get(1, k) / nrm end
+    -- paper pairing: reference element m against the quantile of its rank, here always the single projection
+    for j = 1, M do
+      local pr = 0
+      for k = 1, d do pr = pr + th:get(l, k) * R:get(j, k) / nrm end
+      worst = math.max(worst, math.abs(y:get(1, (l - 1) * M + j) - (pr - px)))
+    end
+  end
+  t:ok(worst < 1e-12, ("pool_swe on a one-point set: E[l, m] = theta_l . (r_m - x) (max err %.1e)"):format(worst))
+  local c = rl.pool.cswe { dim = d, slices = L, refs = M, eps = 1, rng = rl.rng(42) }
+  c:forward(rl.sets(x, { 0, 1 }))
+  local want = 0
+  for j = 1, M do for k = 1, d do want = want + (x:get(1, k) - R:get(j, k)) ^ 2 end end
+  want = math.sqrt(want / M)
+  local h = c:swgg().hard
+  t:ok(math.abs(h:get(1) - want) < 1e-9 and math.abs(h:get(2) - want) < 1e-9,
+    ("pool_cswe on a one-point set: hard SWGG = sqrt(mean_m |x - r_m|^2) = %.6f on every slice"):format(want))
+end
+
 -- ------------------------------------------------------------------------------------------------ C-SWE: FD of the Lagrangian
 do
   local d, L, M = 4, 3, 5
-  local x = sets_of({ 5, 3, 8 }, d)
+  local x = sets_of({ 5, 1, 3, 8 }, d) -- with a singleton: every quantile of a one-point set is that point
   local W
   local function run(opts, label)
     local m = rl.pool.cswe(opts)
@@ -446,8 +477,8 @@ do
   t:raises(function() m:forward(rl.zeros(3, 4)) end, "expected a batch of sets", "plain rows are refused")
   t:raises(function() m:backward(sets_of({ 3 }, 4), rl.zeros(1, 6)) end, "backward called before forward",
     "backward before forward")
-  local one = rl.sets(rl.zeros(4, 4), { 0, 1, 4 })
-  t:raises(function() m:forward(one) end, "set 1 has 1 element; interpolating to refs = 3", "N < 2 with interpolation")
+  local one = rl.sets(rl.randn(g, 4, 4), { 0, 1, 4 })
+  t:ok(m:forward(one):isfinite(), "a one-element set next to others interpolates to a constant quantile function")
   local m1 = rl.pool.swe { dim = 4, slices = 2, refs = 1, rng = g }
   t:is(m1:forward(rl.sets(rl.randn(g, 1, 4), { 0, 1 })):size(), 2, "a single element is fine when refs = 1 (no interpolation)")
   t:raises(function() rl.pool.swe { dim = 4, slices = 0, refs = 3 } end, "slices must be >= 1", "slices < 1")

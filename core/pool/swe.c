@@ -151,11 +151,6 @@ static int swe_out_cols(const rl_module *m, const rl_batch *in, int64_t *cols) {
   for (int64_t b = 0; b < in->count[0]; b++) {
     int64_t n = rl_set_size(in, b);
     if (n > INT32_MAX) return rl_fail(RL_EINVAL, "%s: set %lld is too large (%lld rows)", kind, (long long)b + 1, (long long)n);
-    if (n != M && n < 2)
-      return rl_fail(RL_EINVAL,
-                     "%s: set %lld has %lld element; interpolating to refs = %lld quantiles needs at least 2 "
-                     "(or exactly refs elements)",
-                     kind, (long long)b + 1, (long long)n, (long long)M);
   }
   *cols = s->cfg.output == RL_SWE_OUT_FLAT ? s->cfg.slices * M : M + s->cfg.slices;
   return RL_OK;

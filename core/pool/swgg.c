@@ -22,6 +22,13 @@ void rl_interp_build(rl_interp *U, int64_t n, int64_t m, int compat) {
     }
     return;
   }
+  if (n == 1) { /* a single value is its own quantile function: every quantile equals it */
+    for (int64_t j = 0; j < m; j++) {
+      U->lo[j] = 0;
+      U->w[j] = 0;
+    }
+    return;
+  }
   /* the authors' slope (x[i+1] - x[i]) / (eps_mach + u[i+1] - u[i]), eps_mach of the working type */
   double eps_mach = sizeof(real) == sizeof(float) ? (double)FLT_EPSILON : DBL_EPSILON;
   for (int64_t j = 0; j < m; j++) {
@@ -49,7 +56,7 @@ void rl_interp_apply(const rl_interp *U, int rev, int64_t c, const real *X, int6
       memcpy(y, X + j * ldx, (size_t)c * sizeof(real));
       continue;
     }
-    int64_t jj = rev ? m - 1 - j : j, a = U->lo[jj], b = a + 1;
+    int64_t jj = rev ? m - 1 - j : j, a = U->lo[jj], b = n > 1 ? a + 1 : a;
     if (rev) {
       a = n - 1 - a;
       b = n - 1 - b;
@@ -71,7 +78,7 @@ void rl_interp_apply_t(const rl_interp *U, int rev, int64_t c, const real *Y, in
       for (int64_t k = 0; k < c; k++) x[k] += y[k];
       continue;
     }
-    int64_t jj = rev ? m - 1 - j : j, a = U->lo[jj], b = a + 1;
+    int64_t jj = rev ? m - 1 - j : j, a = U->lo[jj], b = n > 1 ? a + 1 : a;
     if (rev) {
       a = n - 1 - a;
       b = n - 1 - b;
@@ -109,7 +116,8 @@ double rl_swgg_hard(const rl_interp *U, int64_t d, const real *X, int64_t ldx, c
     } else {
       int64_t a = U->lo[j];
       double w = (double)U->w[j];
-      cost += (1 - w) * sqdist(X + (int64_t)xorder[a] * ldx, r, d) + w * sqdist(X + (int64_t)xorder[a + 1] * ldx, r, d);
+      int64_t b = n > 1 ? a + 1 : a;
+      cost += (1 - w) * sqdist(X + (int64_t)xorder[a] * ldx, r, d) + w * sqdist(X + (int64_t)xorder[b] * ldx, r, d);
     }
   }
   return cost / (double)m;

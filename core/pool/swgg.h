@@ -20,7 +20,7 @@
 /* Interpolation from n sorted values at u_i = (i+1)/(n+1) to m quantiles at v_j = (j+1)/(m+1): row j takes
 ** (1 - w[j]) x[lo[j]] + w[j] x[lo[j] + 1], lo[j] = (#{i : u_i < v_j}) - 1 clamped to [0, n-2] (linear
 ** extrapolation outside [u_0, u_{n-1}]). compat = 1 adds the machine epsilon of `real` to the slope's denominator as
-** the authors' code does. n = m is the identity (lo[j] = j, w = 0); otherwise n >= 2. */
+** the authors' code does. n = m is the identity (lo[j] = j, w = 0); n = 1 makes every quantile the single value. */
 typedef struct rl_interp {
   int64_t n, m;
   int32_t *lo; /* m entries, caller memory */
