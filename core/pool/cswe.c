@@ -204,7 +204,9 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
     }
 
     slice_scratch ss = slice_scratch_at(tmem, tbytes, t, method, temp, s->nmax, M, nb, cp); /* phase X */
-#pragma omp for schedule(dynamic, 1)
+    /* static round-robin (not dynamic): each thread sums its sets' gradients into its own Y, so a fixed set-to-
+    ** thread assignment is what makes a run bitwise reproducible for a given thread count */
+#pragma omp for schedule(static, 1)
     for (int64_t b = 0; b < B; b++) {
       int64_t n = off[b + 1] - off[b];
       const real *xt = Xt + off[b] * BW;
@@ -230,8 +232,8 @@ int rl_cswe_train_forward(rl_swe *s, const rl_batch *in) {
       }
     }
 
-    if (need_grad) { /* phase Y */
-#pragma omp for schedule(dynamic, 1)
+    if (need_grad) { /* phase Y (static: gRt of thread t sums its slices; see phase X) */
+#pragma omp for schedule(static, 1)
       for (int64_t l = 0; l < L; l++) {
         real *sum = NULL;
         for (int u = 0; u < nt; u++) {

@@ -350,7 +350,8 @@ static int swe_backward(rl_module *m, const rl_batch *in, const rl_tensor *gout,
     emb_scratch e = emb_scratch_at(s, t);
     real *gt = gth + (size_t)t * (size_t)(L * d);
     memset(gt, 0, (size_t)(L * d) * sizeof(real));
-#pragma omp for schedule(dynamic, 1)
+    /* static round-robin: gt sums this thread's sets, so a fixed assignment keeps the sum's order reproducible */
+#pragma omp for schedule(static, 1)
     for (int64_t b = 0; b < B; b++) {
       int64_t n = off[b + 1] - off[b];
       if (n != M) rl_interp_build(&e.U, n, M, compat);
