@@ -214,6 +214,23 @@ do
   t:raises(function() rl.pool.make(3) end, "expected a pooling name", "pool.make: name not a string")
   t:raises(function() rl.pool.make("attention", { dim = 2, foo = 1 }) end, "unknown option 'foo'",
     "pool.make passes the options through")
+  -- the catalogue: every pooling documented, each entry listing exactly the options its constructor accepts
+  for _, n in ipairs(names) do
+    local d = rl.pool.docs[n]
+    local _, err = pcall(rl.pool[n], { dim = 4, zzz_unknown = 1 })
+    local known = tostring(err):match("known options: ([^)]*)")
+    local listed = {}
+    for _, o in ipairs(d and d.options or {}) do listed[#listed + 1] = o[1] end
+    t:is(table.concat(listed, ", "), known, ("pool.docs.%s lists the constructor's options in its order"):format(n))
+    local ok, text = pcall(rl.pool.doc, n)
+    t:ok(ok and text:find("rl.pool." .. n, 1, true) and text:find("output width", 1, true),
+      ("pool.doc('%s') renders its entry"):format(n))
+  end
+  for n in pairs(rl.pool.docs) do
+    t:ok(have[n], ("pool.docs.%s documents a pooling that exists"):format(n))
+  end
+  t:raises(function() rl.pool.doc("median") end, "unknown pooling 'median'", "pool.doc: unknown name")
+  t:raises(function() rl.pool.doc(nil) end, "bad argument #1 to 'doc' %(expected a pooling name", "pool.doc: no name")
 end
 
 os.exit(t:done())
