@@ -7,7 +7,7 @@
 **     alpha0 = 0 | "learn" | v > 0 (fixed),    -- 0: unbalanced OT (no structure term)
 **     shared = false, entries = n | {a1 = n, ...},   -- raw vector lengths (default iters, 1 when shared)
 **     init = {a1 = 0.7, ...}, fixed = {a2 = 0, ...}, -- effective (softplus) values
-**     p0 = "uniform" | "learn", q0 = "uniform" | "learn", q0_hidden = 2 D,
+**     p0 = "uniform" | "learn", q0 = "uniform" | "learn" | {w1, ..., wN} (fixed, sets of N rows), q0_hidden = 2 D,
 **     output = "paper" | "reference", structure = "paper" | "reference",
 **     compat = "none" | "reference", grad = "unrolled" | "implicit", debug = false, rng = g}
 **   pool:plan([layout])    -> list of D x N plans, one per set (layout "rows": one rows x D tensor)
@@ -135,7 +135,26 @@ static int l_pool_rotp(lua_State *L) {
   alpha_table(L, "init", &c, 0);
   alpha_table(L, "fixed", &c, 1);
   c.p0_learn = rlb_opt_choice(L, 1, "p0", "uniform", priors);
-  c.q0_learn = rlb_opt_choice(L, 1, "q0", "uniform", priors);
+  lua_getfield(L, 1, "q0");
+  if (lua_istable(L, -1)) { /* a fixed prior {w1, ..., wN} */
+    lua_Integer n = luaL_len(L, -1);
+    if (n < 1 || n > RL_ROTP_Q0_FIXED_MAX)
+      return ctor_error(L, lua_pushfstring(L, "option 'q0': a fixed prior is a list of 1..%d weights, got %I entries",
+                                           RL_ROTP_Q0_FIXED_MAX, n));
+    for (lua_Integer i = 1; i <= n; i++) {
+      int ok;
+      lua_Number v = (lua_geti(L, -1, i), lua_tonumberx(L, -1, &ok));
+      if (!ok || !(v > 0) || !isfinite(v))
+        return ctor_error(L, lua_pushfstring(L, "option 'q0': entry %I must be a finite number > 0", i));
+      c.q0_fixed[i - 1] = v;
+      lua_pop(L, 1);
+    }
+    c.q0_n = (int64_t)n;
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 1);
+    c.q0_learn = rlb_opt_choice(L, 1, "q0", "uniform", priors);
+  }
   lua_Integer hid = rlb_opt_integer(L, 1, "q0_hidden", 2 * dim);
   if (hid < 1) return ctor_error(L, "option 'q0_hidden' must be >= 1");
   c.q0_hidden = (int64_t)hid;

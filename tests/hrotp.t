@@ -125,7 +125,7 @@ end
 -- a2 large, a3 = 0. The top with large alphas and a sample prior q0 is q0-weighted pooling of the heads' outputs
 -- (P -> q0 p0^T), so f = sum_m q0_m ROTP_m(X). A uniform q0 over M heads in which k are mean heads gives
 -- alpha mean + (1 - alpha) max with alpha = k / M exactly (theta_3 of the paper with q0 = [alpha, 1 - alpha] for
--- M = 2); a learned q0 (attention over the heads' outputs) gives the gated form with alpha = softmax of the
+-- M = 2, which a fixed top prior q0 = {alpha, 1 - alpha} gives for any alpha); a learned q0 (attention over the heads' outputs) gives the gated form with alpha = softmax of the
 -- heads' attention scores.
 do
   local N, D = 10, 5
@@ -173,6 +173,18 @@ do
       local e = err_mix(m:forward(s), c.alpha)
       t:ok(e < 1e-3, ("Prop. 2: %d heads (alpha = %.3f), %s top (T = %d) = alpha mean + (1 - alpha) max (max err %.1e)")
         :format(#c.heads, c.alpha, top.solver, top.iters or 4, e))
+    end
+  end
+  -- any alpha: the paper's theta_3, a top with the fixed prior q0 = [alpha, 1 - alpha] over the two heads
+  for _, alpha in ipairs { 0.1, 0.37, 0.85 } do
+    local q0 = { alpha, 1 - alpha }
+    for _, top in ipairs { { solver = "sinkhorn", iters = 20, q0 = q0, fixed = { a1 = 1e3, a2 = 1e8, a3 = 1e8 } },
+      { solver = "badmm-e", iters = 300, q0 = q0, fixed = big },
+      { solver = "badmm-q", iters = 10, q0 = q0, fixed = big } } do
+      local m = hrotp { dim = D, head = { mean_head, max_head }, top = top }
+      local e = err_mix(m:forward(s), alpha)
+      t:ok(e < 1e-3, ("Prop. 2: top q0 = [%.2f, %.2f], %s top = alpha mean + (1 - alpha) max (max err %.1e)")
+        :format(alpha, 1 - alpha, top.solver, e))
     end
   end
   -- the error is not trivially small: the same heads give a different mix for another alpha

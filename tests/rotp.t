@@ -59,6 +59,49 @@ do
   end
 end
 
+------------------------------------------------------------------ a fixed sample prior q0 = {w1, ..., wN}
+do
+  local D = 4
+  local s = batch(13, { 3, 3, 3 }, D)
+  for _, c in ipairs { { solver = "sinkhorn" }, { solver = "badmm-e" }, { solver = "badmm-q" },
+    { solver = "sinkhorn", alpha0 = "learn" }, { solver = "badmm-e", compat = "reference" } } do
+    local o = opts(c, { dim = D, q0 = { 1, 2, 3 }, rng = rl.rng(5) })
+    gc.check(t, rotp(o), s, "FD fixed q0 " .. describe(c), { tol = 1e-6 })
+  end
+  -- with large alphas the plan is q0 p0^T, so the output is the q0-weighted mean of each set (Prop. 1 with q0)
+  local x = s:values()
+  local w = { 0.2, 0.5, 0.3 }
+  for _, solver in ipairs { "sinkhorn", "badmm-e", "badmm-q" } do
+    -- Sinkhorn enforces q0 only with a3 / (a3 + a1) ~ 1; BADMM-Q with rho = 500 drifts from this plan over
+    -- hundreds of iterations (the drift noted for small sets), rho = 1e4 holds it
+    local fixed = solver == "sinkhorn" and { a1 = 1e3, a2 = 1e8, a3 = 1e8 }
+      or { a1 = 1e4, a2 = 1e4, a3 = 1e4, rho = solver == "badmm-q" and 1e4 or 500 }
+    local m = rotp { dim = D, solver = solver, iters = solver == "sinkhorn" and 20 or 300, q0 = { 2, 5, 3 },
+      fixed = fixed }
+    local y, e = m:forward(s), 0
+    for b = 1, 3 do
+      for d = 1, D do
+        local want = 0
+        for i = 1, 3 do want = want + w[i] * x:get(3 * (b - 1) + i, d) end
+        e = math.max(e, math.abs(y:get(b, d) - want))
+      end
+    end
+    t:ok(e < 1e-3, ("fixed q0 = {2, 5, 3} with large alphas: %s gives the weighted mean 0.2/0.5/0.3 (err %.1e)")
+      :format(solver, e))
+  end
+  t:raises(function() rotp { dim = D, q0 = { 1, 2 } }:forward(s) end,
+    "set 1 has 3 rows, but the fixed prior q0 has 2 entries", "fixed q0: a set of another size is an error")
+  t:raises(function() rotp { dim = D, q0 = { 1, -2, 3 } } end, "option 'q0': entry 2 must be a finite number > 0",
+    "fixed q0: a negative weight")
+  t:raises(function() rotp { dim = D, q0 = { 1, 0 / 0 } } end, "option 'q0': entry 2 must be a finite number > 0",
+    "fixed q0: NaN")
+  t:raises(function() rotp { dim = D, q0 = {} } end, "a fixed prior is a list of 1..64 weights, got 0", "fixed q0: empty")
+  local long = {}
+  for i = 1, 65 do long[i] = 1 end
+  t:raises(function() rotp { dim = D, q0 = long } end, "1..64 weights, got 65", "fixed q0: too long")
+  t:raises(function() rotp { dim = D, q0 = { 1, "a" } } end, "entry 2 must be a finite number", "fixed q0: a string")
+end
+
 ------------------------------------------------------------------ implicit vs unrolled at convergence
 do
   local D = 5

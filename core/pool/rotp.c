@@ -59,6 +59,14 @@ static int validate(const rl_rotp_config *c) {
   if (c->inner < 0) return rl_fail(RL_EINVAL, "rotp: option 'inner' must be >= 0, got %d", c->inner);
   if (c->q0_learn && c->q0_hidden < 1)
     return rl_fail(RL_EINVAL, "rotp: option 'q0_hidden' must be >= 1, got %lld", (long long)c->q0_hidden);
+  if (c->q0_n < 0 || c->q0_n > RL_ROTP_Q0_FIXED_MAX)
+    return rl_fail(RL_EINVAL, "rotp: option 'q0': a fixed prior has 1..%d entries, got %lld", RL_ROTP_Q0_FIXED_MAX,
+                   (long long)c->q0_n);
+  if (c->q0_n && c->q0_learn) return rl_fail(RL_EINVAL, "rotp: option 'q0': a fixed vector cannot also be learned");
+  for (int64_t i = 0; i < c->q0_n; i++)
+    if (!(c->q0_fixed[i] > 0) || !isfinite(c->q0_fixed[i]))
+      return rl_fail(RL_EINVAL, "rotp: option 'q0': entry %lld must be a finite number > 0, got %g", (long long)i + 1,
+                     c->q0_fixed[i]);
   if (c->grad == RL_ROTP_GRAD_IMPLICIT && (c->structure || c->solver != RL_ROTP_SINKHORN || c->compat))
     return rl_fail(RL_EINVAL, "rotp: option 'grad' = \"implicit\" needs solver = \"sinkhorn\", alpha0 = 0 and no "
                               "compat (the fixed point of the unbalanced Sinkhorn map)");

@@ -24,6 +24,9 @@ enum { RL_ROTP_A0 = 0, RL_ROTP_A1 = 1, RL_ROTP_A2 = 2, RL_ROTP_A3 = 3, RL_ROTP_R
 #define RL_ROTP_DEFAULT_ITERS 4
 #define RL_ROTP_DEFAULT_INNER 5
 
+/* Longest fixed sample prior q0 (a given vector, for sets of exactly that many rows, e.g. HROTP's top). */
+#define RL_ROTP_Q0_FIXED_MAX 64
+
 /* How one of the five families is set up. */
 typedef struct rl_rotp_alpha {
   int mode;        /* RL_ROTP_LEARN: learnable raw vector; RL_ROTP_FIXED: constant; RL_ROTP_UNUSED */
@@ -45,6 +48,8 @@ typedef struct rl_rotp_config {
   int grad;             /* RL_ROTP_GRAD_* */
   int p0_learn, q0_learn;
   int64_t q0_hidden;    /* hidden width of the q0 attention (default 2 D, as the reference) */
+  int64_t q0_n;         /* > 0: q0 is the fixed vector q0_fixed (normalised), every set must have q0_n rows */
+  double q0_fixed[RL_ROTP_Q0_FIXED_MAX];
   int debug;            /* keep dL/dc1, dL/dc2 and the partial x gradient for inspection */
   rl_rotp_alpha alpha[RL_ROTP_NALPHA];
 } rl_rotp_config;

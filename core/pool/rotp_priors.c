@@ -47,6 +47,17 @@ int rotp_priors_forward(rotp_module *r, const rl_batch *in) {
         q0[off[b] + i] = (real)q;
         lq0[off[b] + i] = (real)(c->compat ? log(q + ROTP_REF_EPS) : sc[i] - m - lS);
       }
+    } else if (c->q0_n) { /* a given prior, normalised */
+      if (n != c->q0_n)
+        return rl_fail(RL_EINVAL, "rotp: set %lld has %lld rows, but the fixed prior q0 has %lld entries", (long long)b + 1,
+                       (long long)n, (long long)c->q0_n);
+      double S = 0;
+      for (int64_t i = 0; i < n; i++) S += c->q0_fixed[i];
+      for (int64_t i = 0; i < n; i++) {
+        double q = c->q0_fixed[i] / S;
+        q0[off[b] + i] = (real)q;
+        lq0[off[b] + i] = (real)(c->compat ? log(q + ROTP_REF_EPS) : log(q));
+      }
     } else {
       double q = 1.0 / ((double)n + RL_SOFTMAX_EPS);
       for (int64_t i = 0; i < n; i++) {

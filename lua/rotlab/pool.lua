@@ -65,7 +65,8 @@ local docs = {
       { "init", "initial effective (softplus) values {a0 =, a1 =, a2 =, a3 =, rho =}, each > 0" },
       { "fixed", "fixed effective values {a2 = 0, ...}, each >= 0 (not learned)" },
       { "p0", "\"uniform\" (default) | \"learn\": the feature prior" },
-      { "q0", "\"uniform\" (default) | \"learn\": the sample prior (attention over the set, as the paper)" },
+      { "q0", "\"uniform\" (default) | \"learn\" (attention over the set, as the paper) | {w1, ..., wN}: "
+        .. "the sample prior (a fixed list: normalised, for sets of exactly N rows)" },
       { "q0_hidden", "hidden width of the learned q0 attention (2 D)" },
       { "output", "\"paper\" (eq. 5, default) | \"reference\" (the authors' normalisation)" },
       { "structure", "similarity matrices \"paper\" (covariance, default) | \"reference\" (the authors')" },
