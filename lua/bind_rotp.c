@@ -136,17 +136,16 @@ static int l_pool_rotp(lua_State *L) {
   alpha_table(L, "fixed", &c, 1);
   c.p0_learn = rlb_opt_choice(L, 1, "p0", "uniform", priors);
   lua_getfield(L, 1, "q0");
-  if (lua_istable(L, -1)) { /* a fixed prior {w1, ..., wN} */
+  if (lua_istable(L, -1)) { /* a fixed prior {w1, ..., wN}; rl_pool_rotp_new checks the values */
     lua_Integer n = luaL_len(L, -1);
-    if (n < 1 || n > RL_ROTP_Q0_FIXED_MAX)
+    if (n < 1 || n > RL_ROTP_Q0_FIXED_MAX) /* before filling the fixed-size array */
       return ctor_error(L, lua_pushfstring(L, "option 'q0': a fixed prior is a list of 1..%d weights, got %I entries",
                                            RL_ROTP_Q0_FIXED_MAX, n));
     for (lua_Integer i = 1; i <= n; i++) {
       int ok;
-      lua_Number v = (lua_geti(L, -1, i), lua_tonumberx(L, -1, &ok));
-      if (!ok || !(v > 0) || !isfinite(v))
-        return ctor_error(L, lua_pushfstring(L, "option 'q0': entry %I must be a finite number > 0", i));
-      c.q0_fixed[i - 1] = v;
+      lua_geti(L, -1, i);
+      c.q0_fixed[i - 1] = lua_tonumberx(L, -1, &ok);
+      if (!ok) return ctor_error(L, lua_pushfstring(L, "option 'q0': entry %I must be a finite number > 0", i));
       lua_pop(L, 1);
     }
     c.q0_n = (int64_t)n;
