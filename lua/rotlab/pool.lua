@@ -28,34 +28,36 @@ end
 
 -- The catalogue: one entry per pooling; the options in the order the constructor lists them.
 local COMPAT = { "compat", "\"paper\" (default) | \"reference\": reproduce the authors' code (golden/README.md)" }
+local DIM = { "dim", "input width D (required)" }
+local DIM_ANY = { "dim", "input width D (optional: absent = any width)" }
 local RNG = { "rng", "an rl.rng generator for the initial parameters (default: the global one)" }
 local docs = {
   add = { summary = "sum of the rows of each set", output = "D",
-    options = { { "dim", "input width D (optional: absent = any width)" } } },
+    options = { DIM_ANY } },
   mean = { summary = "mean of the rows of each set", output = "D",
-    options = { { "dim", "input width D (optional: absent = any width)" } } },
+    options = { DIM_ANY } },
   max = { summary = "feature-wise max over the rows of each set (gradient to the arg-max row)", output = "D",
-    options = { { "dim", "input width D (optional: absent = any width)" } } },
+    options = { DIM_ANY } },
   attention = { summary = "attention pooling (Ilse et al. 2018): softmax over the set of w^T tanh(V x), weighted sum",
-    output = "D", options = { { "dim", "input width D (required)" }, { "hidden", "width of V (128)" }, RNG } },
+    output = "D", options = { DIM, { "hidden", "width of V (128)" }, RNG } },
   gated_attention = { summary = "gated attention (Ilse et al. 2018): w^T (tanh(V x) * sigmoid(U x))", output = "D",
-    options = { { "dim", "input width D (required)" }, { "hidden", "width of V and U (128)" }, COMPAT, RNG } },
+    options = { DIM, { "hidden", "width of V and U (128)" }, COMPAT, RNG } },
   mixed = { summary = "learned scalar mix of mean and max: s mean + (1 - s) max, s = sigmoid(a)", output = "D",
-    options = { { "dim", "input width D (optional)" }, COMPAT, RNG } },
+    options = { DIM_ANY, COMPAT, RNG } },
   gated_mixed = { summary = "mean-max mix gated per set: g mean + (1 - g) max, g = sigmoid(w . mean(X))", output = "D",
-    options = { { "dim", "input width D (required)" }, COMPAT, RNG } },
+    options = { DIM, COMPAT, RNG } },
   deepset = { summary = "DeepSets: learned mix of add and max followed by an MLP", output = "D",
-    options = { { "dim", "input width D (required)" }, { "hidden", "hidden width of the MLP (D)" }, COMPAT, RNG } },
+    options = { DIM, { "hidden", "hidden width of the MLP (D)" }, COMPAT, RNG } },
   set2set = { summary = "Set2Set (Vinyals et al.): an LSTM attends over the set for T steps", output = "2 D",
-    options = { { "dim", "input width D (required)" }, { "steps", "processing steps T (3)" }, COMPAT, RNG } },
+    options = { DIM, { "steps", "processing steps T (3)" }, COMPAT, RNG } },
   dynamic = { summary = "dynamic routing pooling (Yan et al. 2018): k routing iterations; no parameters",
-    output = "D", options = { { "dim", "input width D (optional)" }, { "k", "routing iterations (3)" }, COMPAT } },
+    output = "D", options = { DIM_ANY, { "k", "routing iterations (3)" }, COMPAT } },
   gnp = { summary = "generalized norm pooling: per block (sum_n |x_nd|^p)^(1/p) / N^q with learned p, q, then a linear map",
-    output = "D", options = { { "dim", "input width D (required)" }, COMPAT, RNG } },
+    output = "D", options = { DIM, COMPAT, RNG } },
   rotp = { summary = "regularized optimal-transport pooling (ROTP, DESIGN section 2): a transport plan P (D x N) "
       .. "solves the regularized OT problem, output eq. 5; exact unrolled or implicit backward", output = "D",
     options = {
-      { "dim", "input width D (required)" },
+      DIM,
       { "solver", "\"sinkhorn\" (default) | \"badmm-e\" | \"badmm-q\"" },
       { "iters", "unrolled iterations T (4)" },
       { "inner", "inner Sinkhorn iterations K of the structured solver (5; only sinkhorn with alpha0 > 0)" },
@@ -77,7 +79,7 @@ local docs = {
   hrotp = { summary = "hierarchical ROTP: M-head mixed pooling (eq. 13) or set-of-sets fusion (eq. 14)",
     output = "D (mixed), g's output width (fusion)",
     options = {
-      { "dim", "input width D (required)" },
+      DIM,
       { "mode", "\"mixed\" (default) | \"fusion\" (needs an rl.groups batch)" },
       { "heads", "number of heads M (mixed; 2)" },
       { "head", "rotp options of every head, or one table per head (fusion: the lower ROTP)" },
@@ -87,7 +89,7 @@ local docs = {
   swe = { summary = "sliced-Wasserstein embedding (DESIGN section 3): L learnable unit slices, M learnable "
       .. "reference points, sort-based, interpolated when N != M", output = "L M (flat) or M + L (reference)",
     options = {
-      { "dim", "input width D (required)" }, { "slices", "number of slices L (required)" },
+      DIM, { "slices", "number of slices L (required)" },
       { "refs", "number of reference points M (required)" },
       { "output", "\"flat\" (default: the L x M embedding) | \"reference\" (the authors' aggregation)" },
       { "tau", "temperature of the softmax over slices of the reference output (1)" },
@@ -96,7 +98,7 @@ local docs = {
       .. "duals (trained primal-dual by rl.optim.primal_dual or the experiment runner)",
     output = "as swe",
     options = {
-      { "dim", "input width D (required)" }, { "slices", "number of slices L (required)" },
+      DIM, { "slices", "number of slices L (required)" },
       { "refs", "number of reference points M (required)" },
       { "output", "as swe" }, { "tau", "as swe" }, COMPAT, RNG,
       { "soft", "soft SWGG operator \"softsort\" (default) | \"lapsum\" (default with compat = \"reference\")" },
