@@ -19,11 +19,17 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
+/* -std=c11 turns contraction off (fp-contract=off): without it no clone would use FMA, and rl_exp's polynomial and
+** every multiply-add of the hot loops take twice the instructions. Contraction changes roundings only (within the
+** float tolerances); the double build keeps libm's exp and log. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("fp-contract=fast")
+#endif
 
-/* Hot loops carry this: one clone per instruction set, picked by the loader (GCC ifunc). The sanitizer build
-** keeps a single copy so its reports stay readable. */
+/* Hot loops carry this: one clone per x86-64 level (v4: AVX-512; v3: AVX2 with FMA), picked by the loader (GCC
+** ifunc). The sanitizer build keeps a single copy so its reports stay readable. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define RL_HOT __attribute__((target_clones("avx512f", "avx2", "default")))
+#define RL_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define RL_HOT
 #endif
@@ -32,13 +38,18 @@
 /* The double build checks gradients against golden vectors at 1e-6 and finite differences: libm's exp. */
 static inline real rl_exp(real x) { return exp(x); }
 #else
-/* exp for float: 2^k * p(r) with k = round(x / ln 2) (round by the 1.5 * 2^23 trick, no libm call, so the loop
-** vectorises), r = x - k ln 2 in two parts (Cody-Waite) and the degree-6 polynomial of Cephes' expf. Max relative
-** error 8.2e-8 over [-87, 88] (measured against double exp). Flushes results below FLT_MIN to 0, overflows to inf,
-** keeps NaN. */
+/* exp for float: 2^k * p(r) with k = round(x / ln 2), r = x - k ln 2 in two parts (Cody-Waite) and the degree-7
+** polynomial of Cephes' expf. k is rounded by adding 1.5 * 2^23, whose sum t then holds k in its low mantissa bits,
+** so 2^k is built from the bits of t (no float-to-int conversion): (bits(t) + 127) << 23. x is first clamped to
+** [-88, 88.72], which keeps k in [-127, 128]: k = -127 gives the bits of 0 (exp(x) = 0 below -87.68, a subnormal
+** between -87.68 and -87.33), k = 128 those of inf (overflow from 88.38 on). NaN stays NaN (through p). Max relative
+** error 1.2e-7 over the normal range (measured against double exp). About 20 vector operations per 8 or 16
+** values, with FMA where the clone has it (fp-contract above). */
 static inline float rl_exp(float x) {
-  float xc = x < -87.5f ? -87.5f : (x > 88.5f ? 88.5f : x);
-  float k = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  float xc = x < -88.0f ? -88.0f : x;
+  xc = xc > 88.72f ? 88.72f : xc;
+  float t = xc * 1.44269504088896341f + 12582912.0f;
+  float k = t - 12582912.0f;
   float r = xc - k * 0.693359375f;
   r = r + k * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -47,15 +58,13 @@ static inline float rl_exp(float x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t ki = (int32_t)k;
-  uint32_t bits = (uint32_t)(ki + 127) << 23;
+  p = p * (r * r) + (r + 1.0f);
+  uint32_t tb;
+  memcpy(&tb, &t, sizeof tb);
+  uint32_t bits = (tb + 127u) << 23;
   float s;
   memcpy(&s, &bits, sizeof s);
-  float v = p * s;
-  v = x < -87.33f ? 0.0f : v;
-  v = x > 88.72f ? INFINITY : v;
-  return v;
+  return p * s;
 }
 #endif
 
