@@ -179,8 +179,8 @@ do
   for _, alpha in ipairs { 0.1, 0.37, 0.85 } do
     local q0 = { alpha, 1 - alpha }
     for _, top in ipairs { { solver = "sinkhorn", iters = 20, q0 = q0, fixed = { a1 = 1e3, a2 = 1e8, a3 = 1e8 } },
-      { solver = "badmm-e", iters = 300, q0 = q0, fixed = big },
-      { solver = "badmm-q", iters = 10, q0 = q0, fixed = big } } do
+      { solver = "badmm-e", iters = 300, q0 = q0, fixed = { a1 = 1e3, a2 = 1e8, a3 = 1e8, rho = 500 } },
+      { solver = "badmm-q", iters = 300, q0 = q0, fixed = { a1 = 1e3, a2 = 1e8, a3 = 1e8, rho = 500 } } } do
       local m = hrotp { dim = D, head = { mean_head, max_head }, top = top }
       local e = err_mix(m:forward(s), alpha)
       t:ok(e < 1e-3, ("Prop. 2: top q0 = [%.2f, %.2f], %s top = alpha mean + (1 - alpha) max (max err %.1e)")

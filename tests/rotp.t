@@ -52,6 +52,10 @@ do
     { solver = "sinkhorn", shared = true, iters = 6 },
     { solver = "badmm-e", entries = { a1 = 2 }, iters = 4 },
     { solver = "badmm-q", alpha0 = 0.5, fixed = { a2 = 0 } },
+    -- a3 = 0 and a tiny step: some rows of the plan carry mass below exp(-700), so the reverse takes their softmax
+    -- as exp(lt - leta) (ROTP_LOG_MARGIN_FLOOR)
+    { solver = "badmm-e", iters = 3, fixed = { a3 = 0, rho = 3e-4 } },
+    { solver = "badmm-q", iters = 3, fixed = { a3 = 0, rho = 3e-4 } },
   }
   for _, c in ipairs(configs) do
     local o = opts(c, { dim = D, rng = rl.rng(5) })
@@ -71,13 +75,17 @@ do
   -- with large alphas the plan is q0 p0^T, so the output is the q0-weighted mean of each set (Prop. 1 with q0)
   local x = s:values()
   local w = { 0.2, 0.5, 0.3 }
-  for _, solver in ipairs { "sinkhorn", "badmm-e", "badmm-q" } do
-    -- Sinkhorn enforces q0 only with a3 / (a3 + a1) ~ 1; BADMM-Q with rho = 500 drifts from this plan over
-    -- hundreds of iterations (the drift noted for small sets), rho = 1e4 holds it
-    local fixed = solver == "sinkhorn" and { a1 = 1e3, a2 = 1e8, a3 = 1e8 }
-      or { a1 = 1e4, a2 = 1e4, a3 = 1e4, rho = solver == "badmm-q" and 1e4 or 500 }
+  for _, c in ipairs { { solver = "sinkhorn" }, { solver = "badmm-e" }, { solver = "badmm-q" },
+    { solver = "badmm-e", compat = "reference" }, { solver = "badmm-q", compat = "reference" } } do
+    -- every default solver solves the regularised problem, whose sample marginal is q0 only when a3 >> a1 (the
+    -- entropy pulls toward uniform); the authors' BADMM (compat) pins the marginals to the priors whatever the
+    -- alphas, and its BADMM-Q drifts from this plan over hundreds of iterations at rho = 500 (rho = 1e4 holds it)
+    local solver = c.solver
+    local fixed = c.compat and { a1 = 1e4, a2 = 1e4, a3 = 1e4, rho = solver == "badmm-q" and 1e4 or 500 }
+      or { a1 = 1e3, a2 = 1e8, a3 = 1e8, rho = solver ~= "sinkhorn" and 500 or nil }
     local m = rotp { dim = D, solver = solver, iters = solver == "sinkhorn" and 20 or 300, q0 = { 2, 5, 3 },
-      fixed = fixed }
+      fixed = fixed, compat = c.compat }
+    if c.compat then solver = solver .. " (compat)" end
     local y, e = m:forward(s), 0
     for b = 1, 3 do
       for d = 1, D do
@@ -182,9 +190,10 @@ do
     local m = rotp { dim = D, solver = solver, iters = T, fixed = big }
     local e = err(m:forward(s), mean)
     t:ok(e < 1e-3, ("Prop. 1: %s with large alphas is mean pooling (max err %.1e)"):format(solver, e))
-    -- attention: learned q0, large alphas
-    -- Sinkhorn: r3 = a3 / (a3 + a1) must be ~1 for q0 to be enforced, so a3 >> a1 there
-    local att_fixed = solver == "sinkhorn" and { a1 = 1e3, a2 = 1e8, a3 = 1e8 } or big
+    -- attention: learned q0, large alphas; the sample marginal of the optimum is q0 only when a3 >> a1 (BADMM-Q's
+    -- quadratic term needs a larger a1 than the entropy to hold the plan at q0 p0^T)
+    local att_fixed = { a1 = solver == "badmm-q" and 1e4 or 1e3, a2 = 1e8, a3 = 1e8,
+      rho = solver ~= "sinkhorn" and 500 or nil }
     local ma = rotp { dim = D, solver = solver, iters = solver == "sinkhorn" and 20 or T, fixed = att_fixed,
       q0 = "learn", rng = rl.rng(2) }
     local y = ma:forward(s)
@@ -209,9 +218,60 @@ do
     t:ok(ea < 1e-3, ("Prop. 1: %s with large alphas and attention q0 is attention pooling (max err %.1e)")
       :format(solver, ea))
   end
-  local mm = rotp { dim = D, solver = "sinkhorn", fixed = { a1 = 1e-3, a2 = 1e4, a3 = 0 } }
-  local e = err(mm:forward(s), mx)
-  t:ok(e < 1e-3, ("Prop. 1: sinkhorn with a1 -> 0, a2 large, a3 = 0 is max pooling (max err %.1e)"):format(e))
+  -- max: a1 -> 0, a2 large, a3 = 0 (the sample marginal free); BADMM with a small step (rho = 0.1)
+  for _, solver in ipairs { "sinkhorn", "badmm-e", "badmm-q" } do
+    local mm = rotp { dim = D, solver = solver, iters = solver == "sinkhorn" and 4 or 100,
+      fixed = { a1 = 1e-3, a2 = 1e4, a3 = 0, rho = solver ~= "sinkhorn" and 0.1 or nil } }
+    local e = err(mm:forward(s), mx)
+    t:ok(e < 1e-3, ("Prop. 1: %s with a1 -> 0, a2 large, a3 = 0 is max pooling (max err %.1e)"):format(solver, e))
+  end
+  -- the authors' BADMM (compat) keeps the sample marginal at q0 whatever a3 is: the same setting is no max pooling
+  local mc = rotp { dim = D, solver = "badmm-e", iters = 100, compat = "reference",
+    fixed = { a1 = 1e-3, a2 = 1e4, a3 = 0, rho = 0.1 } }
+  local ec = err(mc:forward(s), mx)
+  local P, dev = mc:plan()[1], 0
+  for n = 1, N do
+    local sm = 0
+    for d = 1, D do sm = sm + P:get(d, n) end
+    dev = math.max(dev, math.abs(sm - 1 / N))
+  end
+  t:ok(ec > 1e-2 and dev < 1e-9, ("Prop. 1: compat badmm-e with a3 = 0 keeps the sample marginal at q0 (max |dev| "
+    .. "%.1e) and is no max pooling (max err %.1e)"):format(dev, ec))
+end
+
+------------------------------------------------------------------ BADMM solves the problem Sinkhorn solves
+-- With a1 > 0 the regularised problem's optimum under a mass-1 constraint is the unbalanced optimum normalised, so
+-- BADMM-E (default marginal steps) and Sinkhorn agree at convergence on eq. 5's output, for any a2, a3 -- which
+-- therefore matter (the authors' BADMM ignores them: compat).
+do
+  local D = 5
+  local s = batch(7, { 10, 6 }, D)
+  local function maxdiff(a, b)
+    local e = 0
+    for i = 1, a:size(1) do
+      for j = 1, a:size(2) do e = math.max(e, math.abs(a:get(i, j) - b:get(i, j))) end
+    end
+    return e
+  end
+  for _, a in ipairs { { a1 = 0.5, a2 = 2, a3 = 0.3 }, { a1 = 1, a2 = 0.1, a3 = 0.1 }, { a1 = 0.5, a2 = 0.5, a3 = 5 },
+    { a1 = 2, a2 = 20, a3 = 0.5 } } do
+    local ref = rotp { dim = D, solver = "sinkhorn", iters = 3000, fixed = a }:forward(s)
+    local fixed = { a1 = a.a1, a2 = a.a2, a3 = a.a3, rho = 10 }
+    local y = rotp { dim = D, solver = "badmm-e", iters = 2000, fixed = fixed }:forward(s)
+    local e = maxdiff(y, ref)
+    t:ok(e < 1e-6, ("badmm-e converges to the sinkhorn optimum at a1, a2, a3 = %g, %g, %g (max diff %.1e)")
+      :format(a.a1, a.a2, a.a3, e))
+  end
+  for _, solver in ipairs { "badmm-e", "badmm-q" } do
+    local function out(a3, compat)
+      return rotp { dim = D, solver = solver, iters = 50, compat = compat,
+        fixed = { a1 = 0.5, a2 = 1, a3 = a3, rho = 1 } }:forward(s)
+    end
+    local e = maxdiff(out(0.1), out(10))
+    t:ok(e > 1e-3, ("%s: a3 = 0.1 and a3 = 10 give different outputs (max diff %.1e)"):format(solver, e))
+    local ec = maxdiff(out(0.1, "reference"), out(10, "reference"))
+    t:ok(ec < 1e-9, ("%s compat: the authors' marginal steps ignore a3 (max diff %.1e)"):format(solver, ec))
+  end
 end
 
 ------------------------------------------------------------------ stability sweep (paper Fig. 7)

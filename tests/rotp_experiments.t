@@ -7,16 +7,6 @@ local rl = require "rotlab"
 local json = require "rotlab.json"
 local t = require("rotlab.tap")()
 
--- Known problems of the ROTP layer found by these experiments (see the report of branch rotpexp). Their checks
--- are TAP TODO items: printed as "not ok ... # TODO", they do not fail the file, and prove reports them as
--- "unexpectedly succeeded" once the layer is fixed -- then delete the entry.
-local KNOWN = {
-  badmm_max = "the BADMM marginal updates keep the sample marginal at q0 whatever a3 is, so max pooling " ..
-    "(a3 = 0) is out of reach",
-}
-
-local function todo(cond, name, reason, diag) return t:todo(cond, name, reason, diag) end
-
 local tmp = os.tmpname()
 os.remove(tmp)
 assert(os.execute("mkdir -p '" .. tmp .. "'"))
@@ -202,12 +192,7 @@ do
     local label = ("Prop. 1: %s with %s"):format(c.pooling, c.solver)
     local e = r.m["eval/prop1_err"] and r.m["eval/prop1_err"][0]
     local name = ("%s reproduces the pooling, max error %s <= %g"):format(label, tostring(e), tol)
-    if c.pooling == "max" and c.solver ~= "sinkhorn" then
-      todo(e and e <= tol, name, KNOWN.badmm_max,
-        ("sample marginal of the plan: max |P1 - q0| = %s"):format(tostring(r.m["eval/q0_dev"][0])))
-    else
-      t:ok(e and e <= tol, name)
-    end
+    t:ok(e and e <= tol, name)
     local eT, eA = r.m["eval/err_T"] or {}, r.m["eval/err_A"] or {}
     local ok = true
     for _, T in ipairs { 1, 10, 100 } do ok = ok and eT[T] ~= nil and finite(eT[T]) end

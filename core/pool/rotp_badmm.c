@@ -3,14 +3,24 @@
 **
 ** Iteration k with r = rho_k, ai = ai_k (golden README 1.2; P is N x D, lse_d over a row, lse_n over a column):
 **   1  Yt  = (x - z + a0 M(s) - [Q] a1 s) / r + ls
-**   2  lt  = Yt - lse_d(Yt) + leta,                 t = exp(lt)
-**   3  Ys  = E: (z + a0 M(t) + r lt) / (a1 + r)     Q: (z + a0 M(t) - a1 t) / r + lt
-**   4  ls' = Ys - lse_n(Ys) + lmu,                  s' = exp(ls')
+**   2  lt  = Yt - R + leta,  R = lse_d(Yt),         t = exp(lt)
+**   3  Ys  = E: (z + a0 M(t) + r lt) / c            Q: (z + a0 M(t) - a1 t) / r + lt      (c = a1 + r | r)
+**   4  ls' = Ys - C + lmu,   C = lse_n(Ys),         s' = exp(ls')
 **   5  z'  = z + r (t - s')
+** then the marginals entering iteration k + 1. The authors' steps (compat = "reference", the paper's eqs. 26-28):
 **   6  lmu'  = logsoftmax((r lmu + a2 lp0 - z1) / (r + a2))
 **   7  leta' = logsoftmax((r leta + a3 lq0 - z2) / (r + a3))
 **   8  z1' = z1 + r (exp(lmu') - colsum(s'))        9  z2' = z2 + r (exp(leta') - rowsum(t))
-** from ls = lt = lq0 + lp0, lmu = lp0, leta = lq0, z = z1 = z2 = 0; the plan is t of the last iteration, so that
+** never move the marginals: s' has column sums exp(lmu) and t row sums exp(leta) by construction, so z1, z2 stay 0
+** and lmu, leta stay at the priors whatever a2 and a3 are (the layer behaves as a2 = a3 = infinity; max pooling,
+** a3 = 0, is out of reach). The default takes each marginal as a variable of its block -- (t, leta) with the
+** t-step, (s, mu) with the s-step -- and minimises the block's objective over it: with the mass kept at 1,
+**   6' lmu'  = logsoftmax((c C + a2 lp0) / (c + a2))      7' leta' = logsoftmax((r R + a3 lq0) / (r + a3))
+** (from a2 KL(mu | p0) + c <mu, log mu - C> and a3 KL(eta | q0) + r <eta, log eta - R>), used by the next
+** iteration's steps 2 and 4 (one iteration late, so an iteration still makes two passes over the set). Its fixed
+** points are those of the exact block updates: the plan minimises the regularised problem with both KL terms. The
+** large-a2, a3 limit is the authors' iteration.
+** Start: ls = lt = lq0 + lp0, lmu = lp0, leta = lq0, z = z1 = z2 = 0; the plan is t of the last iteration, so that
 ** iteration stops after step 2 (steps 3-9 would only feed an iteration T + 1: autograd of the reference gives them
 ** zero adjoints). M(.) is the structure term (absent when a0 = 0). The softmax of steps 2 and 4 reuses the exps of
 ** the log-sum-exp, so a forward iteration costs two exp passes over the set.
@@ -46,6 +56,66 @@ void rotp_log_softmax(int64_t n, const real *y, real *out) {
   for (int64_t i = 0; i < n; i++) acc += exp((double)(y[i] - m));
   real l = m + rl_log(acc);
   for (int64_t i = 0; i < n; i++) out[i] = y[i] - l;
+}
+
+/* Steps 6'-7' (default): the marginals entering the next iteration from this iteration's log-sum-exps C (d) and R (n).
+** c = a1 + r (BADMM-E) or r (BADMM-Q): the weight of the s-step's entropy. tmp: n + d. */
+void rotp_badmm_marginals(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R, real *lmu2,
+                          real *leta2, real *tmp) {
+  int64_t n = s->n, d = s->d;
+  real r = st->rho, c = quad ? r : st->a1 + r, a2 = st->a2, a3 = st->a3;
+  real *Ymu = tmp, *Yeta = tmp + d;
+  for (int64_t j = 0; j < d; j++) Ymu[j] = (c * C[j] + a2 * s->lp0[j]) / (c + a2);
+  rotp_log_softmax(d, Ymu, lmu2);
+  for (int64_t i = 0; i < n; i++) Yeta[i] = (r * R[i] + a3 * s->lq0[i]) / (r + a3);
+  rotp_log_softmax(n, Yeta, leta2);
+}
+
+/* Reverse of rotp_badmm_marginals. gmu (d), geta (n): dL/dlmu', dL/dleta' on entry, 0 on return (lmu', leta' do
+** not depend on the marginals entering the iteration). Writes dC (d) and dR (n), accumulates the priors' and the
+** parameters' gradients. */
+void rotp_badmm_marginals_backward(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R,
+                                   const real *lmu2, const real *leta2, real *gmu, real *geta, real *dC, real *dR,
+                                   real *glp0, real *glq0, double *gr, double *ga1, double *ga2, double *ga3) {
+  int64_t n = s->n, d = s->d;
+  real r = st->rho, c = quad ? r : st->a1 + r, a2 = st->a2, a3 = st->a3;
+  double sum = 0, gc = 0, g2 = 0, g3 = 0, grr = 0;
+  for (int64_t j = 0; j < d; j++) sum += gmu[j];
+  real im = 1 / (c + a2);
+  for (int64_t j = 0; j < d; j++) {
+    real Y = (c * C[j] + a2 * s->lp0[j]) * im;
+    real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
+    dC[j] = c * im * gy;
+    glp0[j] += a2 * im * gy;
+    gc += (double)gy * (C[j] - Y) * im;
+    g2 += (double)gy * (s->lp0[j] - Y) * im;
+    gmu[j] = 0;
+  }
+  sum = 0;
+  for (int64_t i = 0; i < n; i++) sum += geta[i];
+  real ie = 1 / (r + a3);
+  for (int64_t i = 0; i < n; i++) {
+    real Y = (r * R[i] + a3 * s->lq0[i]) * ie;
+    real gy = geta[i] - rl_exp(leta2[i]) * (real)sum;
+    dR[i] = r * ie * gy;
+    glq0[i] += a3 * ie * gy;
+    grr += (double)gy * (R[i] - Y) * ie;
+    g3 += (double)gy * (s->lq0[i] - Y) * ie;
+    geta[i] = 0;
+  }
+  *gr += grr + gc;
+  if (!quad) *ga1 += gc;
+  *ga2 += g2;
+  *ga3 += g3;
+}
+
+/* sum_m g_m (a_m - b_m) in double: the row constants R - leta of Yt - ls and the column constants C - lmu of
+** Ys - ls' that the reverse passes drop from their parameter dots (their rows / columns of G_Yt / G_Ys sum to dR / dC,
+** which are 0 under compat). */
+double rotp_badmm_shift_dot(int64_t m, const real *g, const real *a, const real *b) {
+  double acc = 0;
+  for (int64_t i = 0; i < m; i++) acc += (double)g[i] * ((double)a[i] - b[i]);
+  return acc;
 }
 
 /* Steps 1-2 over rows: Y = (x - z + a0 Ms - q1 S)/r + ls (Ms, S may be NULL), R = lse_d(Y), lt = Y - R + leta,
@@ -173,12 +243,16 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
     if (k == T - 1) break; /* the plan is this t */
     if (o->structure) rotp_struct_apply(s, Tt, Mt, stw);
     s_step(n, d, quad, Z, o->structure ? Mt : NULL, a0, a1, r, lt, Tt, lmu, Z, lsn, S, C, colsum, cm);
-    for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
-    rotp_log_softmax(d, Ymu, lmu2);
-    for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
-    rotp_log_softmax(n, Yeta, leta2);
-    for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
-    for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
+    if (o->compat) {
+      for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
+      rotp_log_softmax(d, Ymu, lmu2);
+      for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
+      rotp_log_softmax(n, Yeta, leta2);
+      for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
+      for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
+    } else {
+      rotp_badmm_marginals(st, quad, s, C, R, lmu2, leta2, Ymu);
+    }
     ls = lsn;
   }
   memcpy(s->plan, Tt, (size_t)nd * sizeof(real));
@@ -197,7 +271,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   real *G1 = Gt + nd, *LS0 = G1 + nd;
   real *vx = w + 9 * nd + 2 * vb;
   real *rowsum = vx, *colsum = rowsum + n, *colG = colsum + d, *rowG = colG + d, *gmu = rowG + n, *geta = gmu + d,
-       *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *gY = Yeta + n;
+       *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *gY = Yeta + n, *dC = gY + n, *dR = dC + d;
   real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
   const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
   for (int64_t i = 0; i < n; i++) {
@@ -212,12 +286,14 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   memset(geta, 0, (size_t)n * sizeof(real));
   memset(g1, 0, (size_t)d * sizeof(real));
   memset(g2, 0, (size_t)n * sizeof(real));
+  memset(dC, 0, (size_t)d * sizeof(real));
+  memset(dR, 0, (size_t)n * sizeof(real));
   for (int64_t k = T - 1; k >= 0; k--) {
     int tail = k == T - 1; /* only the t-step reaches the plan: every other adjoint is still 0 */
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a0 = st->a0, a1 = st->a1, a2 = st->a2, a3 = st->a3;
     const real *vc = vtr + k * vb, *vn = vtr + (k + 1) * vb;
-    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
+    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
     const real *lmu2 = vn, *leta2 = lmu2 + d;
     const real *lt = tr + 2 * k * nd, *lsn = tr + (2 * k + 1) * nd, *ls = k ? tr + (2 * k - 1) * nd : LS0;
     double gr = 0, ga0 = 0, ga1 = 0, ga2 = 0, ga3 = 0;
@@ -241,47 +317,55 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       memset(G1, 0, (size_t)nd * sizeof(real));
       memset(Gt, 0, (size_t)nd * sizeof(real));
     } else {
-      /* b) steps 9, 8 (vector part), then 7, 6 */
-      for (int64_t j = 0; j < d; j++) {
-        real em = rl_exp(lmu2[j]);
-        gr += (double)g1[j] * (em - colsum[j]);
-        gmu[j] += r * g1[j] * em;
-      }
-      for (int64_t i = 0; i < n; i++) {
-        real ee = rl_exp(leta2[i]);
-        gr += (double)g2[i] * (ee - rowsum[i]);
-        geta[i] += r * g2[i] * ee;
-      }
-      {
-        double sum = 0;
-        for (int64_t i = 0; i < n; i++) sum += geta[i];
-        for (int64_t i = 0; i < n; i++) {
-          Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
-          gY[i] = geta[i] - rl_exp(leta2[i]) * (real)sum;
-        }
-        real c = 1 / (r + a3);
-        for (int64_t i = 0; i < n; i++) {
-          gr += (double)gY[i] * (leta[i] - Yeta[i]) * c;
-          ga3 += (double)gY[i] * (s->lq0[i] - Yeta[i]) * c;
-          g->glq0[i] += a3 * c * gY[i];
-          geta[i] = r * c * gY[i]; /* now dL/dleta_in (rowG added below) */
-        }
-        /* g2 stays for step 9's Gt term below; g2_in = g2 - c gY computed after the pass */
-        for (int64_t i = 0; i < n; i++) Yeta[i] = gY[i] * c; /* keep c gY for g2_in */
-      }
-      {
-        double sum = 0;
-        for (int64_t j = 0; j < d; j++) sum += gmu[j];
-        real c = 1 / (r + a2);
+      if (o->compat) {
+        /* b) steps 9, 8 (vector part), then 7, 6 */
         for (int64_t j = 0; j < d; j++) {
-          real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
-          real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
-          gr += (double)gy * (lmu[j] - Y) * c;
-          ga2 += (double)gy * (s->lp0[j] - Y) * c;
-          g->glp0[j] += a2 * c * gy;
-          gmu[j] = r * c * gy;
-          Ymu[j] = gy * c;
+          real em = rl_exp(lmu2[j]);
+          gr += (double)g1[j] * (em - colsum[j]);
+          gmu[j] += r * g1[j] * em;
         }
+        for (int64_t i = 0; i < n; i++) {
+          real ee = rl_exp(leta2[i]);
+          gr += (double)g2[i] * (ee - rowsum[i]);
+          geta[i] += r * g2[i] * ee;
+        }
+        {
+          double sum = 0;
+          for (int64_t i = 0; i < n; i++) sum += geta[i];
+          for (int64_t i = 0; i < n; i++) {
+            Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
+            gY[i] = geta[i] - rl_exp(leta2[i]) * (real)sum;
+          }
+          real c = 1 / (r + a3);
+          for (int64_t i = 0; i < n; i++) {
+            gr += (double)gY[i] * (leta[i] - Yeta[i]) * c;
+            ga3 += (double)gY[i] * (s->lq0[i] - Yeta[i]) * c;
+            g->glq0[i] += a3 * c * gY[i];
+            geta[i] = r * c * gY[i]; /* now dL/dleta_in (rowG added below) */
+          }
+          /* g2 stays for step 9's Gt term below; g2_in = g2 - c gY computed after the pass */
+          for (int64_t i = 0; i < n; i++) Yeta[i] = gY[i] * c; /* keep c gY for g2_in */
+        }
+        {
+          double sum = 0;
+          for (int64_t j = 0; j < d; j++) sum += gmu[j];
+          real c = 1 / (r + a2);
+          for (int64_t j = 0; j < d; j++) {
+            real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
+            real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
+            gr += (double)gy * (lmu[j] - Y) * c;
+            ga2 += (double)gy * (s->lp0[j] - Y) * c;
+            g->glp0[j] += a2 * c * gy;
+            gmu[j] = r * c * gy;
+            Ymu[j] = gy * c;
+          }
+        }
+      } else {
+        /* b) steps 7', 6': the adjoints of R and C (g1, g2 stay 0) */
+        rotp_badmm_marginals_backward(st, quad, s, C, R, lmu2, leta2, gmu, geta, dC, dR, g->glp0, g->glq0, &gr, &ga1,
+                                      &ga2, &ga3);
+        for (int64_t j = 0; j < d; j++) Ymu[j] = 0;
+        for (int64_t i = 0; i < n; i++) Yeta[i] = 0;
       }
       /* c) steps 5, 8, 9 (matrix part) and step 4's total adjoint of ls' */
       memset(colG, 0, (size_t)d * sizeof(real));
@@ -302,13 +386,19 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       for (int64_t j = 0; j < d; j++) gmu[j] += colG[j];
       for (int64_t j = 0; j < d; j++) g1[j] -= Ymu[j];
       for (int64_t i = 0; i < n; i++) g2[i] -= Yeta[i];
-      /* d) G_Ys = Gls_tot - softmax_n(Ys) colG, softmax_n(Ys) = s' exp(-lmu_in) */
-      for (int64_t j = 0; j < d; j++) Ymu[j] = rl_exp(-lmu[j]) * colG[j];
+      /* d) G_Ys = Gls_tot - softmax_n(Ys) (colG - dC), softmax_n(Ys) = s' exp(-lmu_in), or exp(ls' - lmu) when a
+      ** column's mass is too small for exp(-lmu) */
+      int tiny = 0;
+      for (int64_t j = 0; j < d; j++) tiny |= lmu[j] < (real)ROTP_LOG_MARGIN_FLOOR;
+      for (int64_t j = 0; j < d; j++) Ymu[j] = (tiny ? 1 : rl_exp(-lmu[j])) * (colG[j] - dC[j]);
       for (int64_t i = 0; i < n; i++) {
-        const real *gl = Gls + i * d, *sv = Sn + i * d;
+        const real *gl = Gls + i * d, *sv = Sn + i * d, *lsr = lsn + i * d;
         real *g1r = G1 + i * d;
-  #pragma omp simd
-        for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - sv[j] * Ymu[j];
+        if (tiny)
+          for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - rl_exp(lsr[j] - lmu[j]) * Ymu[j];
+        else
+#pragma omp simd
+          for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - sv[j] * Ymu[j];
       }
       /* e) step 3 */
       real c = quad ? 1 / r : 1 / (a1 + r);
@@ -347,14 +437,16 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
         dz += az;
         dy += ay;
       }
+      double kc = rotp_badmm_shift_dot(d, dC, C, lmu); /* Ys = ls' + C - lmu */
       if (quad) {
         ga1 -= c * dz;
-        gr -= c * dy;
+        gr -= c * (dy + kc);
       } else {
-        ga1 -= c * dz;
-        gr += c * dy;
+        ga1 -= c * (dz + kc);
+        gr += c * (dy - kc);
       }
-      /* f) step 2: Glt_tot = Glt + Gt t (+ dL/dlogP at the last iteration); G_Yt = Glt_tot - t exp(-leta_in) rowG */
+      /* f) step 2: Glt_tot = Glt + Gt t (+ dL/dlogP at the last iteration);
+      ** G_Yt = Glt_tot - t exp(-leta_in) (rowG - dR) */
     }
     for (int64_t i = 0; i < n; i++) {
       real *g1r = G1 + i * d;
@@ -375,9 +467,15 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       }
       rowG[i] = rs;
       geta[i] += rs;
-      real sc = rs * rl_exp(-leta[i]);
+      real sc = rs - dR[i]; /* the adjoint of R: -rowG, + dR through step 7' */
+      if (leta[i] < (real)ROTP_LOG_MARGIN_FLOOR) { /* too small a row mass for exp(-leta): exp(lt - leta) */
+        const real *l = lt + i * d;
+        for (int64_t j = 0; j < d; j++) g1r[j] -= rl_exp(l[j] - leta[i]) * sc;
+      } else {
+        sc *= rl_exp(-leta[i]);
 #pragma omp simd
-      for (int64_t j = 0; j < d; j++) g1r[j] -= tv[j] * sc;
+        for (int64_t j = 0; j < d; j++) g1r[j] -= tv[j] * sc;
+      }
     }
     /* g) step 1: s_in = exp(ls_in) (cached as the next s'), x, z, ls, s adjoints */
     real ir = 1 / r;
@@ -408,7 +506,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       dyt += ay;
       ds += as;
     }
-    gr -= ir * dyt;
+    gr -= ir * (dyt + rotp_badmm_shift_dot(n, dR, R, leta)); /* Yt - ls = lt - ls + R - leta */
     if (quad) ga1 -= ir * ds;
     double *gs = g->gstep + k * RL_ROTP_NALPHA;
     gs[ROTP_G_A0] += ga0;

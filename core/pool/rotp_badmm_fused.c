@@ -138,10 +138,14 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
       shift[j] = lmu[j] - C[j];
       colsum[j] *= scale[j]; /* colsum(s') */
     }
-    /* steps 6-9 */
+    /* the marginals of the next iteration: steps 6'-7', or the authors' 6-9 */
     real *vn = tr ? tr + rotp_badmm_voff(T, nd) + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
     real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
     real a2 = st->a2, a3 = st->a3;
+    if (!o->compat) {
+      rotp_badmm_marginals(st, quad, s, C, R, lmu2, leta2, Ymu);
+      continue;
+    }
     for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
     rotp_log_softmax(d, Ymu, lmu2);
     for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
@@ -160,30 +164,36 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
-  real *Sn = w, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd;
+  real *Sn = w, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd, *Sig = Gls + nd;
   real *vx = w + 9 * nd + 2 * vb;
   real *colsum = vx, *colG = colsum + d, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
        *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
-       *eml = zrow + d;
+       *eml = zrow + d, *dC = eml + n, *dR = dC + d;
   const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
   memset(gmu, 0, (size_t)d * sizeof(real));
   memset(geta, 0, (size_t)n * sizeof(real));
   memset(g1, 0, (size_t)d * sizeof(real));
   memset(g2, 0, (size_t)n * sizeof(real));
+  memset(cgmu, 0, (size_t)d * sizeof(real));
+  memset(cgeta, 0, (size_t)n * sizeof(real));
+  memset(dC, 0, (size_t)d * sizeof(real));
+  memset(dR, 0, (size_t)n * sizeof(real));
   for (int64_t k = T - 1; k >= 0; k--) {
     int tail = k == T - 1; /* only the t-step reaches the plan: every other adjoint is still 0 */
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a1 = st->a1, a2 = st->a2, a3 = st->a3;
     const real *vc = vtr + k * vb;
-    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
+    const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
     const real *lt = tr + 2 * k * nd, *lsn = tr + (2 * k + 1) * nd, *ls = k ? tr + (2 * k - 1) * nd : NULL;
-    const real *leta2 = NULL;
+    const real *leta2 = NULL, *sigma = Sn; /* softmax_n(Ys) = sigma exp(-lmu) (Sig: exp(-lmu) folded in) */
     double gr = 0, ga1 = 0, ga2 = 0, ga3 = 0;
     if (!tail) {
       const real *vn = vtr + (k + 1) * vb, *lmu2 = vn;
       leta2 = lmu2 + d;
-      /* steps 9, 8 (vector part) and 7, 6 */
-      {
+      if (!o->compat) { /* steps 7', 6': the adjoints of R and C (g1, g2, cgmu, cgeta stay 0) */
+        rotp_badmm_marginals_backward(st, quad, s, C, R, lmu2, leta2, gmu, geta, dC, dR, g->glp0, g->glq0, &gr,
+                                      &ga1, &ga2, &ga3);
+      } else { /* the authors' steps 9, 8 (vector part) and 7, 6 */
         double sum = 0;
         for (int64_t i = 0; i < n; i++) {
           geta[i] += r * g2[i] * rl_exp(leta2[i]);
@@ -199,14 +209,12 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
           geta[i] = r * c * gy;
           cgeta[i] = gy * c;
         }
-      }
-      {
-        double sum = 0;
+        sum = 0;
         for (int64_t j = 0; j < d; j++) {
           gmu[j] += r * g1[j] * rl_exp(lmu2[j]);
           sum += gmu[j];
         }
-        real c = 1 / (r + a2);
+        c = 1 / (r + a2);
         for (int64_t j = 0; j < d; j++) {
           real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
           real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
@@ -231,10 +239,21 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
           colsum[j] += on ? sp : 0;
         });
       }
+      int tiny = 0;
       for (int64_t j = 0; j < d; j++) {
         gr += (double)g1[j] * (rl_exp(lmu2[j]) - colsum[j]);
         gmu[j] += colG[j];
-        Ymu[j] = rl_exp(-lmu[j]) * colG[j]; /* softmax_n(Ys) = s' exp(-lmu) */
+        tiny |= lmu[j] < (real)ROTP_LOG_MARGIN_FLOOR;
+      }
+      /* softmax_n(Ys) = s' exp(-lmu), or exp(ls' - lmu) when a column's mass is too small for exp(-lmu) */
+      for (int64_t j = 0; j < d; j++) Ymu[j] = (tiny ? 1 : rl_exp(-lmu[j])) * (colG[j] - dC[j]);
+      if (tiny) {
+        for (int64_t i = 0; i < n; i++) {
+          const real *ysr = lsn + i * d;
+          real *sg = Sig + i * d;
+          for (int64_t j = 0; j < d; j++) sg[j] = rl_exp(ysr[j] - lmu[j]);
+        }
+        sigma = Sig;
       }
     }
     /* pass 2 */
@@ -243,11 +262,11 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     double Dz[RL_LANES], Dy[RL_LANES], Dzt[RL_LANES], Dt[RL_LANES], Dyt[RL_LANES], Ds[RL_LANES];
     for (int l = 0; l < RL_LANES; l++) Dz[l] = Dy[l] = Dzt[l] = Dt[l] = Dyt[l] = Ds[l] = 0;
     double drs = 0;
-    for (int64_t i = 0; i < n; i++) eml[i] = rl_exp(-leta[i]); /* softmax_d(Yt) = t exp(-leta) */
+    for (int64_t i = 0; i < n; i++) eml[i] = rl_exp(-leta[i]); /* softmax_d(Yt) = t exp(-leta) (see below) */
     if (!tail)
       for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * rl_exp(leta2[i]);
     for (int64_t i = 0; i < n; i++) {
-      const real *lti = lt + i * d, *sv = Sn + i * d;
+      const real *lti = lt + i * d, *sv = Sn + i * d, *sg = sigma + i * d;
       real *gz = Gz + i * d, *gl = Gls + i * d, *si = Si + i * d, *gx = g->gx + i * d;
       real a_g[RL_LANES];
       rl_lanes_fill(a_g, 0);
@@ -268,12 +287,12 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         rl_lanes_fill(a_y, 0);
         rl_lanes_fill(a_zt, 0);
         rl_lanes_fill(a_t, 0);
-        /* Ys enters the dots up to its column constant (columns of G_Ys sum to 0), so the rho / a1 sums stay
-        ** accurate when rho is small */
+        /* Ys enters the dots up to its column constant C - lmu (added back below: columns of G_Ys sum to dC), so
+        ** the rho / a1 sums stay accurate when rho is small */
         if (quad)
           RL_ROW_LOOP(d, {
             real t = rl_exp(lti[j]);
-            real gy = gl[j] - sv[j] * Ymu[j];
+            real gy = gl[j] - sg[j] * Ymu[j];
             real gt = r * gz[j] - g2i - a1 * c * gy;
             real glt = gy + gt * t;
             trow[j] = t;
@@ -288,7 +307,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         else
           RL_ROW_LOOP(d, {
             real t = rl_exp(lti[j]);
-            real gy = gl[j] - sv[j] * Ymu[j];
+            real gy = gl[j] - sg[j] * Ymu[j];
             real gt = r * gz[j] - g2i;
             real glt = rc * gy + gt * t;
             trow[j] = t;
@@ -307,9 +326,15 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       }
       real rG = rl_lanes_sum(a_g);
       geta[i] += rG;
-      real sc = rG * eml[i];
+      /* the adjoint of R: -rG, + dR through step 7'; a row whose mass is too small for exp(-leta) takes its softmax
+      ** as exp(lt - leta) (into trow: t has no further use) */
+      real sc = (rG - dR[i]) * eml[i];
+      if (leta[i] < (real)ROTP_LOG_MARGIN_FLOOR) {
+        for (int64_t j = 0; j < d; j++) trow[j] = rl_exp(lti[j] - leta[i]);
+        sc = rG - dR[i];
+      }
       /* step 2's G_Yt and step 1: gx, Gz, the adjoint of ls (+ BADMM-Q: of s = exp(ls)), s for the next iteration;
-      ** rows of G_Yt sum to 0, so the row constant R - leta of Yt - ls is dropped from the rho dot */
+      ** the row constant R - leta of Yt - ls is dropped from the rho dot (added back below: rows of G_Yt sum to dR) */
       real a_yt[RL_LANES], a_s[RL_LANES];
       rl_lanes_fill(a_yt, 0);
       rl_lanes_fill(a_s, 0);
@@ -369,12 +394,13 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     drs -= rl_lanes_dsum(Dt);
     if (!tail) {
       gr += dzt + drs;
-      ga1 -= c * dz;
-      gr += quad ? -c * dy : c * dy;
+      double kc = rotp_badmm_shift_dot(d, dC, C, lmu); /* Ys = ls' + C - lmu */
+      ga1 -= c * (quad ? dz : dz + kc);
+      gr += quad ? -c * (dy + kc) : c * (dy - kc);
       for (int64_t j = 0; j < d; j++) g1[j] -= cgmu[j];
       for (int64_t i = 0; i < n; i++) g2[i] -= cgeta[i];
     }
-    gr -= ir * dyt;
+    gr -= ir * (dyt + rotp_badmm_shift_dot(n, dR, R, leta)); /* Yt - ls = lt - ls + R - leta */
     if (quad) ga1 -= ir * ds;
     double *gsr = g->gstep + k * RL_ROTP_NALPHA;
     gsr[ROTP_G_A1] += ga1;

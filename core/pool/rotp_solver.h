@@ -75,6 +75,13 @@ void rotp_sinkhorn_fixed_point(const rotp_opts *o, const rotp_set *s, real *u, r
 int64_t rotp_badmm_vblk(int64_t n, int64_t d);
 static inline int64_t rotp_badmm_voff(int64_t T, int64_t nd) { return (2 * T - 1) * nd; }
 void rotp_log_softmax(int64_t n, const real *y, real *out);
+double rotp_badmm_shift_dot(int64_t m, const real *g, const real *a, const real *b);
+/* The default marginal steps 6'-7' (rotp_badmm.c's header) and their reverse. */
+void rotp_badmm_marginals(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R, real *lmu2,
+                          real *leta2, real *tmp);
+void rotp_badmm_marginals_backward(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R,
+                                   const real *lmu2, const real *leta2, real *gmu, real *geta, real *dC, real *dR,
+                                   real *glp0, real *glq0, double *gr, double *ga1, double *ga2, double *ga3);
 void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s);
 void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rotp_grads *g);
 
@@ -99,6 +106,15 @@ void rotp_lse_cols(int64_t n, int64_t d, const real *Y, real *out, real *cm, rea
 /* Index of the effective values in gstep rows. */
 enum { ROTP_G_A0 = RL_ROTP_A0, ROTP_G_A1 = RL_ROTP_A1, ROTP_G_A2 = RL_ROTP_A2, ROTP_G_A3 = RL_ROTP_A3,
        ROTP_G_RHO = RL_ROTP_RHO };
+
+/* A marginal below exp(ROTP_LOG_MARGIN_FLOOR) would overflow the exp(-log mass) of the BADMM reverse's softmax
+** t exp(-leta) (the plan's rows and columns can carry almost no mass once a2, a3 are small): such rows and columns
+** take the softmax as exp(log entry - log mass) instead, one exp per entry. */
+#ifdef RL_DOUBLE
+#define ROTP_LOG_MARGIN_FLOOR (-600.0)
+#else
+#define ROTP_LOG_MARGIN_FLOOR (-60.0)
+#endif
 
 /* The authors' epsilon (golden README 1.1): log(q0 + eps) and log(t + eps), compat only. */
 #define ROTP_REF_EPS 1e-8
