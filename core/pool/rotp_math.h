@@ -167,13 +167,15 @@ static inline real rl_rowsum(int64_t d, const real *x) {
 }
 
 /* Row loops in chunks of RL_LANES with no scalar remainder (a remainder of d % 16 = 4 elements after 6 AVX-512
-** vectors costs about as much as the vectors). RL_ROW_LOOP(d, body) runs body with int64_t j (the column), int ln
+** vectors cost about as much as the vectors). RL_ROW_LOOP(d, body) runs body with int64_t j (the column), int ln
 ** (its lane, for per-lane accumulators acc[ln]) and int on. The last chunk of a row whose length is not a multiple
 ** of RL_LANES is shifted back to end at d; its lanes with on = 0 were done by the chunk before, and the body must
 ** leave them unchanged: stores as a[j] = on ? v : a[j], sums as acc[ln] += on ? v : 0 (the loads are in bounds, the
 ** values of those lanes are discarded). A row shorter than RL_LANES is one chunk of d lanes. The body is emitted
-** three times (whole chunks with on = 1, the shifted chunk, short rows). */
-#define RL_LANES 16
+** three times (whole chunks with on = 1, the shifted chunk, short rows). 8 lanes, one AVX2 register: with 16, GCC
+** keeps a two-trip inner loop per chunk on AVX2 and its per-lane accumulators on the stack (BADMM f+b 10-15%
+** slower, Sinkhorn 20%, on the AVX2 machine the benchmarks run on); AVX-512 runs the chunks at half width. */
+#define RL_LANES 8
 #define RL_ROW_LOOP(d, ...)                                                                                     \
   do {                                                                                                         \
     int64_t rl_d_ = (d);                                                                                       \
@@ -208,19 +210,20 @@ static inline real rl_rowsum(int64_t d, const real *x) {
 static inline void rl_lanes_fill(real *a, real v) {
   for (int l = 0; l < RL_LANES; l++) a[l] = v;
 }
-/* Tree reductions (a serial fold of 16 lanes is a 16-deep dependency chain per row). */
+/* Tree reductions (a serial fold of the lanes is a RL_LANES-deep dependency chain per row). */
 static inline real rl_lanes_sum(const real *a) {
-  real b[RL_LANES / 2];
-  for (int l = 0; l < RL_LANES / 2; l++) b[l] = a[l] + a[l + RL_LANES / 2];
-  for (int l = 0; l < RL_LANES / 4; l++) b[l] += b[l + RL_LANES / 4];
-  return (b[0] + b[2]) + (b[1] + b[3]);
+  real b[RL_LANES];
+  for (int l = 0; l < RL_LANES; l++) b[l] = a[l];
+  for (int w = RL_LANES / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) b[l] += b[l + w];
+  return b[0];
 }
 static inline real rl_lanes_max(const real *a) {
-  real b[RL_LANES / 2];
-  for (int l = 0; l < RL_LANES / 2; l++) b[l] = a[l] > a[l + RL_LANES / 2] ? a[l] : a[l + RL_LANES / 2];
-  for (int l = 0; l < RL_LANES / 4; l++) b[l] = b[l] > b[l + RL_LANES / 4] ? b[l] : b[l + RL_LANES / 4];
-  real m0 = b[0] > b[2] ? b[0] : b[2], m1 = b[1] > b[3] ? b[1] : b[3];
-  return m0 > m1 ? m0 : m1;
+  real b[RL_LANES];
+  for (int l = 0; l < RL_LANES; l++) b[l] = a[l];
+  for (int w = RL_LANES / 2; w >= 1; w /= 2)
+    for (int l = 0; l < w; l++) b[l] = b[l] > b[l + w] ? b[l] : b[l + w];
+  return b[0];
 }
 /* acc[l] += w a[l] in double: per-row float lane sums folded into a set-wide double accumulator. */
 static inline void rl_lanes_fold(double *acc, const real *a, double w) {
