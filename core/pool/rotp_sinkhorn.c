@@ -15,8 +15,9 @@
 ** paper's NaNs); compat (the authors' code) keeps -C = x + a0 M(P_t) + log(P_t + eps).
 ** e = a1 + tau, and runs `inner` scaling steps of the same form on F = -C (u, v restarted at 0):
 **   log P_{t+1} = F/e + u + v  (inner = 0: F/e). Default P_0 = q0 p0^T in the log domain.
-** The backward recomputes the softmaxes of each step from the recorded vectors (2 exp passes per step) instead of
-** storing N x D matrices; the structured solver also records P_t and F per outer step.
+** The backward recomputes the softmaxes of each step from the recorded vectors (2 exp passes per step); steps in
+** kernel form (below) keep their kernel in the trace instead (one N x D slot per step, read by the reverse: no exp);
+** the structured solver also records P_t and F per outer step.
 */
 #include <math.h>
 #include <string.h>
@@ -29,7 +30,7 @@
 static int64_t outer_vec(const rotp_opts *o, int64_t n, int64_t d) { return (o->inner + 1) * 2 * (n + d); }
 
 size_t rotp_sinkhorn_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
-  if (!o->structure) return (size_t)((o->iters + 1) * 2 * (n + d));
+  if (!o->structure) return (size_t)((o->iters + 1) * 2 * (n + d) + (o->compat ? 0 : o->iters * n * d));
   return (size_t)(o->iters * (2 * n * d + outer_vec(o, n, d)));
 }
 
@@ -206,9 +207,9 @@ RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *F, real ie, int f
   }
 }
 
-/* Reverse of kstep_fwd (the same contract as step_bwd; fill as there). ev (n), eu (d), f1 (d) scratch; gvin is
-** scratch until its final pass. */
-RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, int fill, real *K, real mK, real ie, real r2,
+/* Reverse of kstep_fwd (the same contract as step_bwd) from the kernel K of the forward. ev (n), eu (d), f1 (d)
+** scratch; gvin is scratch until its final pass. */
+RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K, real mK, real ie, real r2,
                              real r3, const real *lp0, const real *lq0, const real *vin, const real *A, const real *u,
                              const real *B, real *gu, const real *gv, real *gvin, real *gF, double *g_ie, double *gr2,
                              double *gr3, real *glp0, real *glq0, real *ev, real *eu, real *f1) {
@@ -226,13 +227,8 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, int fill, real
   for (int64_t i = 0; i < n; i++) f2v[i] = -r3 * gv[i] * rl_exp(mK + umax - B[i]);
   for (int64_t i = 0; i < n; i++) {
     real f2 = f2v[i];
-    const real *f = F + i * d;
-    real *k = K + i * d, *gf = gF + i * d, acc[RL_LANES];
-    if (fill)
-      RL_ROW_LOOP(d, {
-        real kv = rl_exp(f[j] * ie - mK);
-        k[j] = on ? kv : k[j];
-      });
+    const real *f = F + i * d, *k = K + i * d;
+    real *gf = gF + i * d, acc[RL_LANES];
     if (f2 == 0) continue;
     rl_lanes_fill(acc, 0);
     RL_ROW_LOOP(d, {
@@ -379,40 +375,37 @@ RL_HOT static void plan_fill(int64_t n, int64_t d, const real *F, real ie, const
   }
 }
 
-/* Reverse of L = F ie + u + v with dL/dL = a (.* b when b): gF += ie dZ, *g_ie += <dZ, F>, gu = colsum, gv = rowsum
-** (gu, gv written, may be NULL). */
-RL_HOT static void lin_bwd(int64_t n, int64_t d, const real *F, real ie, const real *a, const real *b, real *gF,
-                           double *g_ie, real *gu, real *gv) {
+/* Reverse of L = F ie + u + v with dL/dL = a: gF += ie a, *g_ie += <a, F>, gu = colsum(a), gv = rowsum(a) (gu, gv
+** written when not NULL; both or neither). */
+RL_HOT static void lin_bwd(int64_t n, int64_t d, const real *F, real ie, const real *a, real *gF, double *g_ie,
+                           real *gu, real *gv) {
   if (gu)
     for (int64_t j = 0; j < d; j++) gu[j] = 0;
-  double gie = 0;
+  double G[RL_LANES];
+  for (int l = 0; l < RL_LANES; l++) G[l] = 0;
   for (int64_t i = 0; i < n; i++) {
-    const real *f = F + i * d, *ai = a + i * d, *bi = b ? b + i * d : NULL;
-    real *gf = gF + i * d, acc = 0, rs = 0;
-    if (bi) {
-#pragma omp simd reduction(+ : acc, rs)
-      for (int64_t j = 0; j < d; j++) {
-        real z = ai[j] * bi[j];
+    const real *f = F + i * d, *ai = a + i * d;
+    real *gf = gF + i * d, acc[RL_LANES], rs[RL_LANES];
+    rl_lanes_fill(acc, 0);
+    rl_lanes_fill(rs, 0);
+    if (gu)
+      RL_ROW_LOOP(d, {
+        real z = on ? ai[j] : 0;
         gf[j] += ie * z;
-        acc += z * f[j];
-        rs += z;
-      }
-      if (gu)
-        for (int64_t j = 0; j < d; j++) gu[j] += ai[j] * bi[j];
-    } else {
-#pragma omp simd reduction(+ : acc, rs)
-      for (int64_t j = 0; j < d; j++) {
-        gf[j] += ie * ai[j];
-        acc += ai[j] * f[j];
-        rs += ai[j];
-      }
-      if (gu)
-        for (int64_t j = 0; j < d; j++) gu[j] += ai[j];
-    }
-    gie += acc;
-    if (gv) gv[i] = rs;
+        acc[ln] += z * f[j];
+        rs[ln] += z;
+        gu[j] += z;
+      });
+    else
+      RL_ROW_LOOP(d, {
+        real z = on ? ai[j] : 0;
+        gf[j] += ie * z;
+        acc[ln] += z * f[j];
+      });
+    rl_lanes_fold(G, acc, 1);
+    if (gv) gv[i] = rl_lanes_sum(rs);
   }
-  *g_ie += gie;
+  *g_ie += rl_lanes_dsum(G);
 }
 
 /* dL/d(a1, a2, a3) of one step from dL/d(1/e), dL/dr2, dL/dr3, with e = a1 + tau and r = a/(a+e). */
@@ -428,13 +421,22 @@ static real ratio(real a, real e) { return a / (a + e); }
 
 /* ---------------------------------------------------------------- unbalanced OT (no structure) */
 
-/* Trace: per step k, default: [vin n][A d][u d][B n]; compat: [uin d][vin n][P d][Q n]; then the final (u, v). */
+/* The kernel of step k (default update) is the one filled at step kernel_slot(k): a kernel step refills unless the
+** step before it had the same e (a non-kernel step has a larger 1/e range, so equal e means the same mode). */
+static int64_t kernel_slot(const rotp_opts *o, int64_t k) {
+  int64_t j = k;
+  while (j > 0 && o->steps[j - 1].a1 == o->steps[k].a1) j--;
+  return j;
+}
+
+/* Trace: per step k, default: [vin n][A d][u d][B n]; compat: [uin d][vin n][P d][Q n]; then the final (u, v);
+** default: then one n x d kernel slot per step (the reverse reads the kernels instead of refilling them). */
 static void uot_forward(const rotp_opts *o, const rotp_set *s) {
-  int64_t n = s->n, d = s->d, T = o->iters, blk = 2 * (n + d);
+  int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, blk = 2 * (n + d);
   real *w = s->work, *cm = w, *cs = w + d, *tmp = w + 2 * d; /* tmp: one trace block when not recording */
-  real *tr = s->trace;
+  real *tr = s->trace, *Ktr = tr && !o->compat ? tr + (T + 1) * blk : NULL;
   real e_prev = o->steps[0].a1;
-  real *K = w + 8 * (n + d), *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, kie = -1, xmax = 0, xmin = 0;
+  real *K = w + 8 * (n + d), *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, xmax = 0, xmin = 0;
   if (!o->compat) block_range(n * d, s->x, &xmax, &xmin);
   for (int64_t k = 0; k < T; k++) {
     const rotp_step *st = &o->steps[k];
@@ -444,10 +446,11 @@ static void uot_forward(const rotp_opts *o, const rotp_set *s) {
     if (!o->compat) {
       real *vin = cur, *A = vin + n, *u = A + d, *B = u + d, *vout = next;
       if (kernel_ok(xmax, xmin, ie)) {
-        int fill = ie != kie;
-        if (fill) mK = xmax * ie;
-        kie = ie;
-        kstep_fwd(n, d, s->x, ie, fill, K, mK, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, ev, eu, cs);
+        int64_t slot = kernel_slot(o, k);
+        int fill = slot == k;
+        real *Kk = Ktr ? Ktr + slot * nd : K;
+        mK = xmax * ie;
+        kstep_fwd(n, d, s->x, ie, fill, Kk, mK, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, ev, eu, cs);
       } else {
         step_fwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, vout, cm, cs);
       }
@@ -471,11 +474,12 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, T = o->iters, blk = 2 * (n + d);
   real *w = s->work, *gu = w, *gv = gu + d, *gu2 = gv + n, *gv2 = gu2 + d, *sc = gv2 + n;
   const real *tr = s->trace;
-  real *K = w + 8 * (n + d), *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, kie = -1, xmax = 0, xmin = 0;
+  real *Ktr = o->compat ? NULL : (real *)tr + (T + 1) * blk; /* the forward's kernels (read only) */
+  real *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, xmax = 0, xmin = 0;
   if (!o->compat) block_range(n * d, s->x, &xmax, &xmin);
   double g_ie_last = 0;
   real ie_last = 1 / o->steps[T - 1].a1;
-  lin_bwd(n, d, s->x, ie_last, g->glog, NULL, g->gx, &g_ie_last, gu, gv);
+  lin_bwd(n, d, s->x, ie_last, g->glog, g->gx, &g_ie_last, gu, gv);
   /* per-step dL/d(1/e), dL/dr2, dL/dr3 accumulate in gstep through step_param_grads at the end of each step;
   ** the compat y of step k uses 1/e_{k-1}, whose gradient is folded into step k-1 (or 0) */
   double carry_ie = g_ie_last; /* dL/d(1/e_k) pending for the current k */
@@ -489,11 +493,9 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       if (k < T - 1)
         for (int64_t j = 0; j < d; j++) gu[j] = 0; /* u_k is not used after step k */
       if (kernel_ok(xmax, xmin, ie)) {
-        int fill = ie != kie;
-        if (fill) mK = xmax * ie;
-        kie = ie;
-        kstep_bwd(n, d, s->x, fill, K, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
-                  g->glp0, g->glq0, ev, eu, sc);
+        mK = xmax * ie;
+        kstep_bwd(n, d, s->x, Ktr + kernel_slot(o, k) * n * d, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu,
+                  gv, gv2, g->gx, &g_ie, &gr2, &gr3, g->glp0, g->glq0, ev, eu, sc);
       } else {
         step_bwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
                  g->glp0, g->glq0);
@@ -626,14 +628,14 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       if (kern) kernel_fill(n, d, F, ie, fmax, Kw, &mK);
     }
     if (K > 0) {
-      lin_bwd(n, d, F, ie, gL, NULL, gF, &g_ie, gu, gv);
+      lin_bwd(n, d, F, ie, gL, gF, &g_ie, gu, gv);
       for (int64_t k = K - 1; k >= 0; k--) {
         const real *cur = vec + k * blk;
         if (!o->compat) {
           const real *vin = cur, *A = vin + n, *uu = A + d, *B = uu + d;
           if (k < K - 1) memset(gu, 0, (size_t)d * sizeof(real));
           if (kern)
-            kstep_bwd(n, d, F, 0, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3,
+            kstep_bwd(n, d, F, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3,
                       g->glp0, g->glq0, ev, eu, sc);
           else
             step_bwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3, g->glp0,
@@ -648,7 +650,7 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
         }
       }
     } else {
-      lin_bwd(n, d, F, ie, gL, NULL, gF, &g_ie, NULL, NULL);
+      lin_bwd(n, d, F, ie, gL, gF, &g_ie, NULL, NULL);
     }
     /* F = x + a0 M(P) + tau log P   (compat: + log(P + eps)) */
     for (int64_t i = 0; i < nd; i++) g->gx[i] += gF[i];
