@@ -58,17 +58,40 @@ void rotp_log_softmax(int64_t n, const real *y, real *out) {
   for (int64_t i = 0; i < n; i++) out[i] = y[i] - l;
 }
 
-/* Steps 6'-7' (default): the marginals entering the next iteration from this iteration's log-sum-exps C (d) and R (n).
-** c = a1 + r (BADMM-E) or r (BADMM-Q): the weight of the s-step's entropy. tmp: n + d. */
+/* One default marginal step over m entries: l' = logsoftmax((c X + a lprior) / (c + a)), X the block's log-sum-exp.
+** Y: m scratch. */
+static void marginal_step(int64_t m, real c, real a, const real *X, const real *lprior, real *Y, real *l2) {
+  for (int64_t i = 0; i < m; i++) Y[i] = (c * X[i] + a * lprior[i]) / (c + a);
+  rotp_log_softmax(m, Y, l2);
+}
+
+/* Reverse of marginal_step: g = dL/dl' on entry, 0 on return; writes dX, adds to gprior (dL/dlprior), *gc (dL/dc)
+** and *ga (dL/da). */
+static void marginal_step_backward(int64_t m, real c, real a, const real *X, const real *lprior, const real *l2,
+                                   real *g, real *dX, real *gprior, double *gc, double *ga) {
+  double sum = 0, dc = 0, da = 0;
+  for (int64_t i = 0; i < m; i++) sum += g[i];
+  real im = 1 / (c + a);
+  for (int64_t i = 0; i < m; i++) {
+    real Y = (c * X[i] + a * lprior[i]) * im;
+    real gy = g[i] - rl_exp(l2[i]) * (real)sum;
+    dX[i] = c * im * gy;
+    gprior[i] += a * im * gy;
+    dc += (double)gy * (X[i] - Y) * im;
+    da += (double)gy * (lprior[i] - Y) * im;
+    g[i] = 0;
+  }
+  *gc += dc;
+  *ga += da;
+}
+
+/* Steps 6'-7' (default): the marginals entering the next iteration from this iteration's log-sum-exps C (d) and R (n);
+** c = a1 + r (BADMM-E) or r (BADMM-Q) weighs the s-step's log-sum-exp, r the t-step's. tmp: n + d. */
 void rotp_badmm_marginals(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R, real *lmu2,
                           real *leta2, real *tmp) {
-  int64_t n = s->n, d = s->d;
-  real r = st->rho, c = quad ? r : st->a1 + r, a2 = st->a2, a3 = st->a3;
-  real *Ymu = tmp, *Yeta = tmp + d;
-  for (int64_t j = 0; j < d; j++) Ymu[j] = (c * C[j] + a2 * s->lp0[j]) / (c + a2);
-  rotp_log_softmax(d, Ymu, lmu2);
-  for (int64_t i = 0; i < n; i++) Yeta[i] = (r * R[i] + a3 * s->lq0[i]) / (r + a3);
-  rotp_log_softmax(n, Yeta, leta2);
+  real r = st->rho, c = quad ? r : st->a1 + r;
+  marginal_step(s->d, c, st->a2, C, s->lp0, tmp, lmu2);
+  marginal_step(s->n, r, st->a3, R, s->lq0, tmp, leta2);
 }
 
 /* Reverse of rotp_badmm_marginals. gmu (d), geta (n): dL/dlmu', dL/dleta' on entry, 0 on return (lmu', leta' do
@@ -77,36 +100,12 @@ void rotp_badmm_marginals(const rotp_step *st, int quad, const rotp_set *s, cons
 void rotp_badmm_marginals_backward(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R,
                                    const real *lmu2, const real *leta2, real *gmu, real *geta, real *dC, real *dR,
                                    real *glp0, real *glq0, double *gr, double *ga1, double *ga2, double *ga3) {
-  int64_t n = s->n, d = s->d;
-  real r = st->rho, c = quad ? r : st->a1 + r, a2 = st->a2, a3 = st->a3;
-  double sum = 0, gc = 0, g2 = 0, g3 = 0, grr = 0;
-  for (int64_t j = 0; j < d; j++) sum += gmu[j];
-  real im = 1 / (c + a2);
-  for (int64_t j = 0; j < d; j++) {
-    real Y = (c * C[j] + a2 * s->lp0[j]) * im;
-    real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
-    dC[j] = c * im * gy;
-    glp0[j] += a2 * im * gy;
-    gc += (double)gy * (C[j] - Y) * im;
-    g2 += (double)gy * (s->lp0[j] - Y) * im;
-    gmu[j] = 0;
-  }
-  sum = 0;
-  for (int64_t i = 0; i < n; i++) sum += geta[i];
-  real ie = 1 / (r + a3);
-  for (int64_t i = 0; i < n; i++) {
-    real Y = (r * R[i] + a3 * s->lq0[i]) * ie;
-    real gy = geta[i] - rl_exp(leta2[i]) * (real)sum;
-    dR[i] = r * ie * gy;
-    glq0[i] += a3 * ie * gy;
-    grr += (double)gy * (R[i] - Y) * ie;
-    g3 += (double)gy * (s->lq0[i] - Y) * ie;
-    geta[i] = 0;
-  }
-  *gr += grr + gc;
+  real r = st->rho, c = quad ? r : st->a1 + r;
+  double gc = 0;
+  marginal_step_backward(s->d, c, st->a2, C, s->lp0, lmu2, gmu, dC, glp0, &gc, ga2);
+  marginal_step_backward(s->n, r, st->a3, R, s->lq0, leta2, geta, dR, glq0, gr, ga3);
+  *gr += gc;
   if (!quad) *ga1 += gc;
-  *ga2 += g2;
-  *ga3 += g3;
 }
 
 /* sum_m g_m (a_m - b_m) in double: the row constants R - leta of Yt - ls and the column constants C - lmu of
