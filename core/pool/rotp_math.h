@@ -166,43 +166,31 @@ static inline real rl_rowsum(int64_t d, const real *x) {
   return s;
 }
 
-/* Row loops in chunks of RL_LANES with no scalar remainder (a remainder of d % 16 = 4 elements after 6 AVX-512
-** vectors cost about as much as the vectors). RL_ROW_LOOP(d, body) runs body with int64_t j (the column), int ln
-** (its lane, for per-lane accumulators acc[ln]) and int on. The last chunk of a row whose length is not a multiple
-** of RL_LANES is shifted back to end at d; its lanes with on = 0 were done by the chunk before, and the body must
-** leave them unchanged: stores as a[j] = on ? v : a[j], sums as acc[ln] += on ? v : 0 (the loads are in bounds, the
-** values of those lanes are discarded). A row shorter than RL_LANES is one chunk of d lanes. The body is emitted
-** three times (whole chunks with on = 1, the shifted chunk, short rows). 8 lanes, one AVX2 register: with 16, GCC
-** keeps a two-trip inner loop per chunk on AVX2 and its per-lane accumulators on the stack (BADMM f+b 10-15%
-** slower, Sinkhorn 20%, on the AVX2 machine the benchmarks run on); AVX-512 runs the chunks at half width. */
+/* Row loops in chunks of RL_LANES: RL_ROW_LOOP(d, body) runs body with int64_t j (the column), int ln (its lane,
+** for per-lane accumulators acc[ln]) and int on, over whole chunks and then over the d % RL_LANES remaining columns
+** (lanes 0.. of one more, shorter loop that GCC vectorises at half width). `on` is 1 everywhere; bodies may still
+** guard with it (a[j] = on ? v : a[j], acc[ln] += on ? v : 0). 8 lanes, one AVX2 register: with 16, GCC keeps a
+** two-trip inner loop per chunk on AVX2 and its per-lane accumulators on the stack (BADMM f+b 10-15% slower,
+** Sinkhorn 20%); AVX-512 runs the chunks at half width. An earlier form ran the remainder as a last whole chunk
+** shifted back to end at d, with its already-done lanes masked (on = 0): on AVX2 its guarded stores became
+** vmaskmovps, which is slow on AMD (a row of 100 updated in place cost 25% more than one of 96). */
 #define RL_LANES 8
 #define RL_ROW_LOOP(d, ...)                                                                                     \
   do {                                                                                                         \
-    int64_t rl_d_ = (d);                                                                                       \
-    if (rl_d_ >= RL_LANES) {                                                                                   \
-      int64_t rl_dm_ = rl_d_ - rl_d_ % RL_LANES;                                                               \
-      for (int64_t rl_b_ = 0; rl_b_ < rl_dm_; rl_b_ += RL_LANES) {                                             \
-        _Pragma("omp simd") for (int ln = 0; ln < RL_LANES; ln++) {                                            \
-          int64_t j = rl_b_ + ln;                                                                              \
-          const int on = 1;                                                                                    \
-          (void)on;                                                                                            \
-          __VA_ARGS__                                                                                          \
-        }                                                                                                      \
-      }                                                                                                        \
-      if (rl_dm_ < rl_d_) {                                                                                    \
-        _Pragma("omp simd") for (int ln = 0; ln < RL_LANES; ln++) {                                            \
-          int64_t j = rl_d_ - RL_LANES + ln;                                                                   \
-          const int on = j >= rl_dm_;                                                                          \
-          __VA_ARGS__                                                                                          \
-        }                                                                                                      \
-      }                                                                                                        \
-    } else {                                                                                                   \
-      _Pragma("omp simd") for (int ln = 0; ln < (int)rl_d_; ln++) {                                            \
-        int64_t j = ln;                                                                                        \
+    int64_t rl_d_ = (d), rl_dm_ = rl_d_ - rl_d_ % RL_LANES;                                                   \
+    for (int64_t rl_b_ = 0; rl_b_ < rl_dm_; rl_b_ += RL_LANES) {                                               \
+      _Pragma("omp simd") for (int ln = 0; ln < RL_LANES; ln++) {                                              \
+        int64_t j = rl_b_ + ln;                                                                                \
         const int on = 1;                                                                                      \
         (void)on;                                                                                              \
         __VA_ARGS__                                                                                            \
       }                                                                                                        \
+    }                                                                                                          \
+    _Pragma("omp simd") for (int ln = 0; ln < (int)(rl_d_ - rl_dm_); ln++) {                                   \
+      int64_t j = rl_dm_ + ln;                                                                                 \
+      const int on = 1;                                                                                        \
+      (void)on;                                                                                                \
+      __VA_ARGS__                                                                                              \
     }                                                                                                          \
   } while (0)
 
