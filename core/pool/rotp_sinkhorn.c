@@ -532,8 +532,13 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
   const real tau = (real)ROTP_TAU;
   const real eps = (real)ROTP_REF_EPS;
   /* initial plan: default log P_0 = lq0 + lp0; compat t_0 = q0 p0^T */
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) Lcur[i * d + j] = o->compat ? s->q0[i] * s->p0[j] : s->lq0[i] + s->lp0[j];
+  for (int64_t i = 0; i < n; i++) {
+    real *lc = Lcur + i * d, q = o->compat ? s->q0[i] : s->lq0[i];
+    if (o->compat)
+      for (int64_t j = 0; j < d; j++) lc[j] = q * s->p0[j];
+    else
+      for (int64_t j = 0; j < d; j++) lc[j] = q + s->lp0[j];
+  }
   for (int64_t t = 0; t < T; t++) {
     const rotp_step *st = &o->steps[t];
     real e = st->a1 + tau, ie = 1 / e, r2 = ratio(st->a2, e), r3 = ratio(st->a3, e);
@@ -542,19 +547,25 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
     if (o->compat) {
       memcpy(P, Lcur, (size_t)nd * sizeof(real)); /* compat keeps the plan itself in Lcur */
     } else {
-      /* the structure term sees the plan normalised to mass 1 (see the header), computed in the log domain */
-      real lmax = -INFINITY;
-      for (int64_t i = 0; i < nd; i++) lmax = Lcur[i] > lmax ? Lcur[i] : lmax;
+      /* the structure term sees the plan normalised to mass 1 (see the header): exp(L - max L) / its sum */
+      real lmax = rl_rowmax(nd, Lcur, 1, NULL);
       double sum = 0;
-      for (int64_t i = 0; i < nd; i++) sum += rl_exp(Lcur[i] - lmax);
-      real lm = lmax + (real)log(sum);
-      for (int64_t i = 0; i < nd; i++) P[i] = rl_exp(Lcur[i] - lm);
+#pragma omp simd reduction(+ : sum)
+      for (int64_t i = 0; i < nd; i++) {
+        P[i] = rl_exp(Lcur[i] - lmax);
+        sum += P[i];
+      }
+      real isum = (real)(1 / sum);
+#pragma omp simd
+      for (int64_t i = 0; i < nd; i++) P[i] *= isum;
     }
     rotp_struct_apply(s, P, M, stw);
-    for (int64_t i = 0; i < nd; i++) {
-      real lg = o->compat ? rl_log(P[i] + eps) : tau * Lcur[i];
-      F[i] = s->x[i] + st->a0 * M[i] + lg;
-    }
+    real a0 = st->a0;
+    if (o->compat)
+      for (int64_t i = 0; i < nd; i++) F[i] = s->x[i] + a0 * M[i] + rl_log(P[i] + eps);
+    else
+#pragma omp simd
+      for (int64_t i = 0; i < nd; i++) F[i] = s->x[i] + a0 * M[i] + tau * Lcur[i];
     /* inner scaling on F: blocks k = 0..K-1, block K = final (u, v); one kernel serves every inner step */
     real *u = NULL, *v = NULL;
     int kern = 0;
@@ -590,13 +601,23 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
         v = fin + d;
       }
     }
-    /* log P_{t+1} = F/e + u + v */
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < d; j++) {
-        real y = F[i * d + j] * ie + (u ? u[j] + v[i] : 0);
-        Lcur[i * d + j] = o->compat ? rl_exp(y) : y;
-        if (t == T - 1) s->lplan[i * d + j] = y;
-      }
+    /* log P_{t+1} = F/e + u + v (compat keeps P itself in Lcur) */
+    real *lout = t == T - 1 ? s->lplan : Lcur;
+    for (int64_t i = 0; i < n; i++) {
+      const real *f = F + i * d;
+      real *lo = lout + i * d, *lc = Lcur + i * d, vi = u ? v[i] : 0;
+      if (u)
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) lo[j] = f[j] * ie + u[j] + vi;
+      else
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) lo[j] = f[j] * ie;
+      if (o->compat)
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) lc[j] = rl_exp(lo[j]);
+      else if (lo != lc)
+        memcpy(lc, lo, (size_t)d * sizeof(real));
+    }
   }
   if (o->compat)
     memcpy(s->plan, Lcur, (size_t)nd * sizeof(real));
@@ -662,11 +683,15 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     step_param_grads(st, tau, g_ie, gr2, gr3, gs);
     /* gradient w.r.t. log P_t; default: P holds the normalised plan Pn = exp(L - lse(L)), whose Jacobian is
     ** diag(Pn) - Pn Pn^T, and <gP, Pn> = a0 <gF, M(Pn)> = a0 dot */
-    real centre = o->compat ? 0 : (real)(st->a0 * dot);
-    for (int64_t i = 0; i < nd; i++) {
-      real gp = o->compat ? gP[i] + gF[i] / (P[i] + eps) : gP[i];
-      gL[i] = o->compat ? gp * P[i] : tau * gF[i] + (gp - centre) * P[i];
-      if (o->compat) gP[i] = gp; /* keep dL/dP_t for the initial plan */
+    if (o->compat) {
+      for (int64_t i = 0; i < nd; i++) {
+        gP[i] += gF[i] / (P[i] + eps); /* keep dL/dP_t for the initial plan */
+        gL[i] = gP[i] * P[i];
+      }
+    } else {
+      real centre = (real)(st->a0 * dot);
+#pragma omp simd
+      for (int64_t i = 0; i < nd; i++) gL[i] = tau * gF[i] + (gP[i] - centre) * P[i];
     }
     if (t == 0) {
       if (!o->compat) {
