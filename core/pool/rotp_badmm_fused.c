@@ -2,7 +2,7 @@
 ** rotp_badmm_fused.c -- BADMM without the structure term (a0 = 0), forward and reverse, fused so that an iteration
 ** makes two passes over the set, each a few row loops that stay in L1: the same arithmetic as rotp_badmm.c's
 ** general path, whose header gives the iteration, the trace layout and why the last iteration stops after its
-** t-step. Row loops run in whole 16-lane chunks (RL_ROW_LOOP).
+** t-step. Row loops run in lane chunks (RL_ROW_LOOP).
 */
 #include <math.h>
 #include <string.h>
@@ -55,10 +55,10 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
           real sp = ei[j] * scale[j];
           real zv = zi[j] + rp * (ti[j] - sp);
           real yt = (xi[j] - zv - a1q * sp) * ir + lsv;
-          yi[j] = on ? lsv : yi[j];
-          zi[j] = on ? zv : zi[j];
-          lti[j] = on ? yt : lti[j];
-          mm[ln] = on && yt > mm[ln] ? yt : mm[ln];
+          yi[j] = lsv;
+          zi[j] = zv;
+          lti[j] = yt;
+          mm[ln] = yt > mm[ln] ? yt : mm[ln];
         });
       } else {
         real q = s->lq0[i];
@@ -67,23 +67,23 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
             real lsv = q + s->lp0[j];
             real yt = (xi[j] - a1 * rl_exp(lsv)) * ir + lsv;
             zi[j] = 0;
-            lti[j] = on ? yt : lti[j];
-            mm[ln] = on && yt > mm[ln] ? yt : mm[ln];
+            lti[j] = yt;
+            mm[ln] = yt > mm[ln] ? yt : mm[ln];
           });
         else
           RL_ROW_LOOP(d, {
             real yt = xi[j] * ir + (q + s->lp0[j]);
             zi[j] = 0;
-            lti[j] = on ? yt : lti[j];
-            mm[ln] = on && yt > mm[ln] ? yt : mm[ln];
+            lti[j] = yt;
+            mm[ln] = yt > mm[ln] ? yt : mm[ln];
           });
       }
       /* step 2: lt = Yt - lse_d(Yt) + leta, t = exp(lt) from the same exps */
       real m = rl_lanes_max(mm);
       RL_ROW_LOOP(d, {
         real u = rl_exp(lti[j] - m);
-        ti[j] = on ? u : ti[j];
-        acc[ln] += on ? u : 0;
+        ti[j] = u;
+        acc[ln] += u;
       });
       real sum = rl_lanes_sum(acc);
       real Ri = m + rl_log(sum), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]);
@@ -93,8 +93,8 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
         real *pl = s->plan + i * d, *lpl = s->lplan + i * d;
         RL_ROW_LOOP(d, {
           real l = lti[j] + sh;
-          lti[j] = on ? l : lti[j];
-          lpl[j] = on ? l : lpl[j];
+          lti[j] = l;
+          lpl[j] = l;
           pl[j] = ti[j] * sc;
         });
         continue;
@@ -105,19 +105,19 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
         RL_ROW_LOOP(d, {
           real l = lti[j] + sh, t = ti[j] * sc;
           real y = (zi[j] - a1 * t) * c + l;
-          lti[j] = on ? l : lti[j];
-          ti[j] = on ? t : ti[j];
-          ysi[j] = on ? y : ysi[j];
-          cm[j] = on && y > cm[j] ? y : cm[j];
+          lti[j] = l;
+          ti[j] = t;
+          ysi[j] = y;
+          cm[j] = y > cm[j] ? y : cm[j];
         });
       else
         RL_ROW_LOOP(d, {
           real l = lti[j] + sh, t = ti[j] * sc;
           real y = (zi[j] + r * l) * c;
-          lti[j] = on ? l : lti[j];
-          ti[j] = on ? t : ti[j];
-          ysi[j] = on ? y : ysi[j];
-          cm[j] = on && y > cm[j] ? y : cm[j];
+          lti[j] = l;
+          ti[j] = t;
+          ysi[j] = y;
+          cm[j] = y > cm[j] ? y : cm[j];
         });
     }
     if (last) break;
@@ -128,8 +128,8 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
       real *ei = E + i * d;
       RL_ROW_LOOP(d, {
         real e = rl_exp(ysi[j] - cm[j]);
-        ei[j] = on ? e : ei[j];
-        colsum[j] += on ? e : 0;
+        ei[j] = e;
+        colsum[j] += e;
       });
     }
     for (int64_t j = 0; j < d; j++) {
@@ -234,9 +234,9 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         RL_ROW_LOOP(d, {
           real sp = sv[j];
           real gv = gl[j] - r * (gz[j] + g1[j]) * sp;
-          gl[j] = on ? gv : gl[j];
-          colG[j] += on ? gv : 0;
-          colsum[j] += on ? sp : 0;
+          gl[j] = gv;
+          colG[j] += gv;
+          colsum[j] += sp;
         });
       }
       int tiny = 0;
@@ -277,7 +277,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
           trow[j] = rl_exp(lti[j]);
           grow[j] = ext[j];
           zrow[j] = 0;
-          a_g[ln] += on ? ext[j] : 0;
+          a_g[ln] += ext[j];
         });
       } else {
         const real *ysr = lsn + i * d;
@@ -298,11 +298,11 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             trow[j] = t;
             zrow[j] = gz[j] + c * gy;
             grow[j] = glt;
-            a_g[ln] += on ? glt : 0;
-            a_z[ln] += on ? gy * t : 0;
-            a_y[ln] += on ? gy * (ysr[j] - lti[j]) : 0;
-            a_zt[ln] += on ? gz[j] * (t - sv[j]) : 0;
-            a_t[ln] += on ? t : 0;
+            a_g[ln] += glt;
+            a_z[ln] += gy * t;
+            a_y[ln] += gy * (ysr[j] - lti[j]);
+            a_zt[ln] += gz[j] * (t - sv[j]);
+            a_t[ln] += t;
           });
         else
           RL_ROW_LOOP(d, {
@@ -313,11 +313,11 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             trow[j] = t;
             zrow[j] = gz[j] + c * gy;
             grow[j] = glt;
-            a_g[ln] += on ? glt : 0;
-            a_z[ln] += on ? gy * ysr[j] : 0;
-            a_y[ln] += on ? gy * (lti[j] - ysr[j]) : 0;
-            a_zt[ln] += on ? gz[j] * (t - sv[j]) : 0;
-            a_t[ln] += on ? t : 0;
+            a_g[ln] += glt;
+            a_z[ln] += gy * ysr[j];
+            a_y[ln] += gy * (lti[j] - ysr[j]);
+            a_zt[ln] += gz[j] * (t - sv[j]);
+            a_t[ln] += t;
           });
         rl_lanes_fold(Dz, a_z, 1);
         rl_lanes_fold(Dy, a_y, 1);
@@ -343,21 +343,21 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         if (quad)
           RL_ROW_LOOP(d, {
             real gyt = grow[j] - trow[j] * sc, sv2 = rl_exp(lsi[j]);
-            gx[j] += on ? gyt * ir : 0;
-            gz[j] = on ? zrow[j] - gyt * ir : gz[j];
+            gx[j] += gyt * ir;
+            gz[j] = zrow[j] - gyt * ir;
             si[j] = sv2;
-            gl[j] = on ? gyt - a1ir * gyt * sv2 : gl[j];
-            a_yt[ln] += on ? gyt * (lti[j] - lsi[j]) : 0;
-            a_s[ln] += on ? gyt * sv2 : 0;
+            gl[j] = gyt - a1ir * gyt * sv2;
+            a_yt[ln] += gyt * (lti[j] - lsi[j]);
+            a_s[ln] += gyt * sv2;
           });
         else
           RL_ROW_LOOP(d, {
             real gyt = grow[j] - trow[j] * sc;
-            gx[j] += on ? gyt * ir : 0;
-            gz[j] = on ? zrow[j] - gyt * ir : gz[j];
+            gx[j] += gyt * ir;
+            gz[j] = zrow[j] - gyt * ir;
             si[j] = rl_exp(lsi[j]);
-            gl[j] = on ? gyt : gl[j];
-            a_yt[ln] += on ? gyt * (lti[j] - lsi[j]) : 0;
+            gl[j] = gyt;
+            a_yt[ln] += gyt * (lti[j] - lsi[j]);
           });
       } else {
         /* ls_0 = lq0 + lp0: its adjoint goes to the priors at once (BADMM-Q: with the s_0 = exp(ls_0) term) */
@@ -369,20 +369,20 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             real lsv = q + lp0[j];
             real gyt = grow[j] - trow[j] * sc, sv2 = rl_exp(lsv);
             real glv = gyt - a1ir * gyt * sv2;
-            gx[j] += on ? gyt * ir : 0;
-            glp0[j] += on ? glv : 0;
-            a_l[ln] += on ? glv : 0;
-            a_yt[ln] += on ? gyt * (lti[j] - lsv) : 0;
-            a_s[ln] += on ? gyt * sv2 : 0;
+            gx[j] += gyt * ir;
+            glp0[j] += glv;
+            a_l[ln] += glv;
+            a_yt[ln] += gyt * (lti[j] - lsv);
+            a_s[ln] += gyt * sv2;
           });
         else
           RL_ROW_LOOP(d, {
             real lsv = q + lp0[j];
             real gyt = grow[j] - trow[j] * sc;
-            gx[j] += on ? gyt * ir : 0;
-            glp0[j] += on ? gyt : 0;
-            a_l[ln] += on ? gyt : 0;
-            a_yt[ln] += on ? gyt * (lti[j] - lsv) : 0;
+            gx[j] += gyt * ir;
+            glp0[j] += gyt;
+            a_l[ln] += gyt;
+            a_yt[ln] += gyt * (lti[j] - lsv);
           });
         g->glq0[i] += rl_lanes_sum(a_l);
       }

@@ -166,13 +166,12 @@ static inline real rl_rowsum(int64_t d, const real *x) {
   return s;
 }
 
-/* Row loops in chunks of RL_LANES: RL_ROW_LOOP(d, body) runs body with int64_t j (the column), int ln (its lane,
-** for per-lane accumulators acc[ln]) and int on, over whole chunks and then over the d % RL_LANES remaining columns
-** (lanes 0.. of one more, shorter loop that GCC vectorises at half width). `on` is 1 everywhere; bodies may still
-** guard with it (a[j] = on ? v : a[j], acc[ln] += on ? v : 0). 8 lanes, one AVX2 register: with 16, GCC keeps a
+/* Row loops in chunks of RL_LANES: RL_ROW_LOOP(d, body) runs body with int64_t j (the column) and int ln (its lane,
+** for per-lane accumulators acc[ln]) over whole chunks and then over the d % RL_LANES remaining columns (lanes 0..
+** of one more, shorter loop that GCC vectorises at half width). 8 lanes, one AVX2 register: with 16, GCC keeps a
 ** two-trip inner loop per chunk on AVX2 and its per-lane accumulators on the stack (BADMM f+b 10-15% slower,
 ** Sinkhorn 20%); AVX-512 runs the chunks at half width. An earlier form ran the remainder as a last whole chunk
-** shifted back to end at d, with its already-done lanes masked (on = 0): on AVX2 its guarded stores became
+** shifted back to end at d, with its already-done lanes masked: on AVX2 its guarded stores became
 ** vmaskmovps, which is slow on AMD (a row of 100 updated in place cost 25% more than one of 96). */
 #define RL_LANES 8
 #define RL_ROW_LOOP(d, ...)                                                                                     \
@@ -181,15 +180,11 @@ static inline real rl_rowsum(int64_t d, const real *x) {
     for (int64_t rl_b_ = 0; rl_b_ < rl_dm_; rl_b_ += RL_LANES) {                                               \
       _Pragma("omp simd") for (int ln = 0; ln < RL_LANES; ln++) {                                              \
         int64_t j = rl_b_ + ln;                                                                                \
-        const int on = 1;                                                                                      \
-        (void)on;                                                                                              \
         __VA_ARGS__                                                                                            \
       }                                                                                                        \
     }                                                                                                          \
     _Pragma("omp simd") for (int ln = 0; ln < (int)(rl_d_ - rl_dm_); ln++) {                                   \
       int64_t j = rl_dm_ + ln;                                                                                 \
-      const int on = 1;                                                                                        \
-      (void)on;                                                                                                \
       __VA_ARGS__                                                                                              \
     }                                                                                                          \
   } while (0)

@@ -52,8 +52,8 @@ RL_HOT void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const rea
   for (int64_t i = 0; i < n; i++) {
     const real *p = P + i * d, *xi = x + i * d;
     RL_ROW_LOOP(d, {
-      f[j] += on ? xi[j] * p[j] : 0;
-      den[j] += on ? p[j] : 0;
+      f[j] += xi[j] * p[j];
+      den[j] += p[j];
     });
   }
   int plan_ok = 1;
@@ -107,8 +107,8 @@ RL_HOT void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const re
       real *gxi = gx + i * d;
       RL_ROW_LOOP(d, {
         real av = p[j] * iden[j];
-        gxi[j] = on ? av : gxi[j];
-        f[j] += on ? av * xi[j] : 0;
+        gxi[j] = av;
+        f[j] += av * xi[j];
       });
     }
   } else {
@@ -127,8 +127,8 @@ RL_HOT void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const re
     real *gxi = gx + i * d, *gl = glog + i * d;
     RL_ROW_LOOP(d, {
       real ga = g[j] * gxi[j];
-      gl[j] = on ? ga * (xi[j] - f[j]) : gl[j];
-      gxi[j] = on ? ga : gxi[j];
+      gl[j] = ga * (xi[j] - f[j]);
+      gxi[j] = ga;
     });
   }
 }

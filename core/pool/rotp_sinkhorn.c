@@ -180,11 +180,11 @@ RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *F, real ie, int f
       const real *f = F + i * d;
       RL_ROW_LOOP(d, {
         real kv = rl_exp(f[j] * ie - mK);
-        k[j] = on ? kv : k[j];
-        cs[j] += on ? kv * e : 0;
+        k[j] = kv;
+        cs[j] += kv * e;
       });
     } else if (e != 0) {
-      RL_ROW_LOOP(d, { cs[j] += on ? k[j] * e : 0; });
+      RL_ROW_LOOP(d, { cs[j] += k[j] * e; });
     }
   }
 #pragma omp simd
@@ -197,7 +197,7 @@ RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *F, real ie, int f
     const real *k = K + i * d;
     real acc[RL_LANES];
     rl_lanes_fill(acc, 0);
-    RL_ROW_LOOP(d, { acc[ln] += on ? k[j] * eu[j] : 0; });
+    RL_ROW_LOOP(d, { acc[ln] += k[j] * eu[j]; });
     B[i] = rl_lanes_sum(acc);
   }
 #pragma omp simd
@@ -233,9 +233,9 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
     rl_lanes_fill(acc, 0);
     RL_ROW_LOOP(d, {
       real w = f2 * k[j] * eu[j];
-      gf[j] += on ? ie * w : 0;
-      acc[ln] += on ? w * f[j] : 0;
-      gu[j] += on ? w : 0;
+      gf[j] += ie * w;
+      acc[ln] += w * f[j];
+      gu[j] += w;
     });
     rl_lanes_fold(Gie, acc, 1);
   }
@@ -258,9 +258,9 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
     rl_lanes_fill(rs, 0);
     RL_ROW_LOOP(d, {
       real w = f1[j] * k[j] * e;
-      gf[j] += on ? ie * w : 0;
-      acc[ln] += on ? w * f[j] : 0;
-      rs[ln] += on ? w : 0;
+      gf[j] += ie * w;
+      acc[ln] += w * f[j];
+      rs[ln] += w;
     });
     rl_lanes_fold(Gie, acc, 1);
     gvin[i] = rl_lanes_sum(rs);
@@ -390,7 +390,7 @@ RL_HOT static void lin_bwd(int64_t n, int64_t d, const real *F, real ie, const r
     rl_lanes_fill(rs, 0);
     if (gu)
       RL_ROW_LOOP(d, {
-        real z = on ? ai[j] : 0;
+        real z = ai[j];
         gf[j] += ie * z;
         acc[ln] += z * f[j];
         rs[ln] += z;
@@ -398,7 +398,7 @@ RL_HOT static void lin_bwd(int64_t n, int64_t d, const real *F, real ie, const r
       });
     else
       RL_ROW_LOOP(d, {
-        real z = on ? ai[j] : 0;
+        real z = ai[j];
         gf[j] += ie * z;
         acc[ln] += z * f[j];
       });
