@@ -193,20 +193,17 @@ static inline real rl_rowsum(int64_t d, const real *x) {
 static inline void rl_lanes_fill(real *a, real v) {
   for (int l = 0; l < RL_LANES; l++) a[l] = v;
 }
-/* Tree reductions (a serial fold of the lanes is a RL_LANES-deep dependency chain per row). */
+/* Tree reductions, written out for 8 lanes (a serial fold is an 8-deep dependency chain per row, and GCC -O2 keeps a
+** generic tree as scalar loops: 10% of the BADMM forward). */
+_Static_assert(RL_LANES == 8, "rl_lanes_sum / rl_lanes_max are written for 8 lanes");
 static inline real rl_lanes_sum(const real *a) {
-  real b[RL_LANES];
-  for (int l = 0; l < RL_LANES; l++) b[l] = a[l];
-  for (int w = RL_LANES / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; l++) b[l] += b[l + w];
-  return b[0];
+  real b0 = a[0] + a[4], b1 = a[1] + a[5], b2 = a[2] + a[6], b3 = a[3] + a[7];
+  return (b0 + b2) + (b1 + b3);
 }
+static inline real rl_max2(real x, real y) { return x > y ? x : y; }
 static inline real rl_lanes_max(const real *a) {
-  real b[RL_LANES];
-  for (int l = 0; l < RL_LANES; l++) b[l] = a[l];
-  for (int w = RL_LANES / 2; w >= 1; w /= 2)
-    for (int l = 0; l < w; l++) b[l] = b[l] > b[l + w] ? b[l] : b[l + w];
-  return b[0];
+  real b0 = rl_max2(a[0], a[4]), b1 = rl_max2(a[1], a[5]), b2 = rl_max2(a[2], a[6]), b3 = rl_max2(a[3], a[7]);
+  return rl_max2(rl_max2(b0, b2), rl_max2(b1, b3));
 }
 /* acc[l] += w a[l] in double: per-row float lane sums folded into a set-wide double accumulator. */
 static inline void rl_lanes_fold(double *acc, const real *a, double w) {
