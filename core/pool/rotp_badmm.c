@@ -49,12 +49,13 @@ size_t rotp_badmm_work_size(const rotp_opts *o, int64_t n, int64_t d) {
 }
 
 /* log-softmax of a vector (in place into out) */
-void rotp_log_softmax(int64_t n, const real *y, real *out) {
-  real m = -INFINITY;
-  for (int64_t i = 0; i < n; i++) m = y[i] > m ? y[i] : m;
+RL_HOT void rotp_log_softmax(int64_t n, const real *y, real *out) {
+  real m = rl_rowmax(n, y, 1, NULL);
   double acc = 0;
-  for (int64_t i = 0; i < n; i++) acc += exp((double)(y[i] - m));
+#pragma omp simd reduction(+ : acc)
+  for (int64_t i = 0; i < n; i++) acc += rl_exp(y[i] - m);
   real l = m + rl_log(acc);
+#pragma omp simd
   for (int64_t i = 0; i < n; i++) out[i] = y[i] - l;
 }
 
