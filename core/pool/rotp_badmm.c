@@ -40,7 +40,15 @@ int64_t rotp_badmm_vblk(int64_t n, int64_t d) { return 3 * (n + d); }
 #define vblk rotp_badmm_vblk
 
 size_t rotp_badmm_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
-  return (size_t)(rotp_badmm_voff(o->iters, n * d) + o->iters * vblk(n, d));
+  return (size_t)(rotp_badmm_voff(o->iters, n * d) + o->iters * vblk(n, d)) +
+         (o->structure ? (size_t)(2 * o->iters * ROTP_STRUCT_KEEP(d)) : 0);
+}
+
+/* The structure path's kept products (rotp_struct_apply): M(s) of iteration k in slot 2k, M(t) in slot 2k + 1. */
+static real *struct_keep(const rotp_opts *o, const rotp_set *s, int64_t slot) {
+  int64_t n = s->n, d = s->d, T = o->iters;
+  if (!s->trace) return NULL;
+  return s->trace + rotp_badmm_voff(T, n * d) + T * vblk(n, d) + slot * ROTP_STRUCT_KEEP(d);
 }
 
 size_t rotp_badmm_work_size(const rotp_opts *o, int64_t n, int64_t d) {
@@ -238,10 +246,10 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
     real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
     real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
     real *lt = tr ? tr + 2 * k * nd : LT, *lsn = tr ? tr + (2 * k + 1) * nd : LS;
-    if (o->structure) rotp_struct_apply(s, S, Ms, stw);
+    if (o->structure) rotp_struct_apply(s, S, Ms, stw, struct_keep(o, s, 2 * k));
     t_step(n, d, s->x, Z, o->structure ? Ms : NULL, a0, quad ? S : NULL, a1, r, ls, leta, R, lt, Tt, rowsum);
     if (k == T - 1) break; /* the plan is this t */
-    if (o->structure) rotp_struct_apply(s, Tt, Mt, stw);
+    if (o->structure) rotp_struct_apply(s, Tt, Mt, stw, struct_keep(o, s, 2 * k + 1));
     s_step(n, d, quad, Z, o->structure ? Mt : NULL, a0, a1, r, lt, Tt, lmu, Z, lsn, S, C, colsum, cm);
     if (o->compat) {
       for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
@@ -403,7 +411,8 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       /* e) step 3 */
       real c = quad ? 1 / r : 1 / (a1 + r);
       if (o->structure) {
-        double dot = rotp_struct_backward(s, Tt, G1, a0 * c, Gt, g->gxs, g->gc1, g->gc2, stw);
+        double dot = rotp_struct_backward(s, Tt, G1, a0 * c, Gt, g->gxs, g->gc1, g->gc2, stw,
+                                          struct_keep(o, s, 2 * k + 1));
         ga0 += c * dot;
         g->sdot += a0 * c * dot;
       }
@@ -483,7 +492,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     for (int64_t i = 0; i < nd; i++) Si[i] = rl_exp(ls[i]);
     memset(Gs, 0, (size_t)nd * sizeof(real));
     if (o->structure) {
-      double dot = rotp_struct_backward(s, Si, G1, a0 * ir, Gs, g->gxs, g->gc1, g->gc2, stw);
+      double dot = rotp_struct_backward(s, Si, G1, a0 * ir, Gs, g->gxs, g->gc1, g->gc2, stw, struct_keep(o, s, 2 * k));
       ga0 += ir * dot;
       g->sdot += a0 * ir * dot;
     }

@@ -22,25 +22,29 @@ size_t rotp_struct_work_size(int64_t n, int64_t d, int debug) {
   return (size_t)(3 * d * d) + (debug ? (size_t)(n * d) : 0);
 }
 
-void rotp_struct_apply(const rotp_set *s, const real *t, real *M, real *tmp) {
+void rotp_struct_apply(const rotp_set *s, const real *t, real *M, real *tmp, real *keep) {
   int64_t n = s->n, d = s->d;
-  real *Xt = tmp, *W = tmp + d * d;
+  real *Xt = keep ? keep : tmp, *W = Xt + d * d;
   rl_gemm(1, 0, d, d, n, 1, s->x, d, t, d, 0, Xt, d);             /* X^T t */
   rl_gemm(0, 0, d, d, d, 1, Xt, d, s->c1, d, 0, W, d);             /* (X^T t) c1 */
   rl_gemm(0, 0, n, d, d, s->inv_s2, s->x, d, W, d, 0, M, d);       /* X W / s2 */
 }
 
 double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, real a0, real *gt, real *gxs, real *gc1,
-                            real *gc2, real *tmp) {
+                            real *gc2, real *tmp, const real *kept) {
   int64_t n = s->n, d = s->d;
-  real *Xt = tmp, *Xg = tmp + d * d, *W = tmp + 2 * d * d;
+  real *Xg = tmp + d * d, *W = tmp + 2 * d * d;
   real sc = a0 * s->inv_s2;
-  rl_gemm(1, 0, d, d, n, 1, s->x, d, t, d, 0, Xt, d); /* X^T t */
+  const real *Xt = kept, *Wt = kept ? kept + d * d : W; /* X^T t, Wt = Xt c1: the forward's, or recomputed */
+  if (!kept) {
+    rl_gemm(1, 0, d, d, n, 1, s->x, d, t, d, 0, tmp, d);
+    rl_gemm(0, 0, d, d, d, 1, tmp, d, s->c1, d, 0, W, d);
+    Xt = tmp;
+  }
   rl_gemm(1, 0, d, d, n, 1, s->x, d, g, d, 0, Xg, d); /* X^T g */
-  /* W = Xt c1; <g, M> = <Xg, W> / s2 */
-  rl_gemm(0, 0, d, d, d, 1, Xt, d, s->c1, d, 0, W, d);
+  /* <g, M> = <Xg, Wt> / s2 */
   double dot = 0;
-  for (int64_t i = 0; i < d * d; i++) dot += (double)Xg[i] * W[i];
+  for (int64_t i = 0; i < d * d; i++) dot += (double)Xg[i] * Wt[i];
   dot *= s->inv_s2;
   if (gc2) { /* debug: dL/dc2 += a0 g (t c1)^T, with (t c1) in the extra n x d scratch */
     real *tc1 = tmp + 3 * d * d;
@@ -48,10 +52,10 @@ double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, rea
     rl_gemm(0, 1, n, n, d, a0, g, d, tc1, d, 1, gc2, n);
   }
   if (a0 == 0) return dot;
-  /* gxs += (a0/s2) g (c1 Xt^T) = (a0/s2) g W^T (c1 symmetric); gc1 += (a0/s2) Xt^T Xg */
-  rl_gemm(0, 1, n, d, d, sc, g, d, W, d, 1, gxs, d);
+  /* gxs += (a0/s2) g (c1 Xt^T) = (a0/s2) g Wt^T (c1 symmetric); gc1 += (a0/s2) Xt^T Xg */
+  rl_gemm(0, 1, n, d, d, sc, g, d, Wt, d, 1, gxs, d);
   rl_gemm(1, 0, d, d, d, sc, Xt, d, Xg, d, 1, gc1, d);
-  /* W = Xg c1: gt += (a0/s2) X W, gxs += (a0/s2) t (c1 Xg^T) = (a0/s2) t W^T */
+  /* W = Xg c1 (Wt is used up): gt += (a0/s2) X W, gxs += (a0/s2) t (c1 Xg^T) = (a0/s2) t W^T */
   rl_gemm(0, 0, d, d, d, 1, Xg, d, s->c1, d, 0, W, d);
   rl_gemm(0, 0, n, d, d, sc, s->x, d, W, d, 1, gt, d);
   rl_gemm(0, 1, n, d, d, sc, t, d, W, d, 1, gxs, d);

@@ -31,7 +31,7 @@ static int64_t outer_vec(const rotp_opts *o, int64_t n, int64_t d) { return (o->
 
 size_t rotp_sinkhorn_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
   if (!o->structure) return (size_t)((o->iters + 1) * 2 * (n + d) + (o->compat ? 0 : o->iters * n * d));
-  return (size_t)(o->iters * (2 * n * d + outer_vec(o, n, d)));
+  return (size_t)(o->iters * (2 * n * d + outer_vec(o, n, d) + ROTP_STRUCT_KEEP(d)));
 }
 
 size_t rotp_sinkhorn_work_size(const rotp_opts *o, int64_t n, int64_t d) {
@@ -523,7 +523,8 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
 
 /* ---------------------------------------------------------------- structured (a0 term), Algorithm 1 */
 
-/* Trace per outer step t: [P_t n d][F n d][inner vectors: inner blocks + the final (u, v) block]. */
+/* Trace per outer step t: [P_t n d][F n d][inner vectors: inner blocks + the final (u, v) block]; then per step the
+** structure term's kept products (rotp_struct_apply). */
 RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, K = o->inner, blk = 2 * (n + d);
   real *w = s->work, *cm = w, *cs = w + d, *vtmp = w + 2 * d; /* vtmp: 2 blocks */
@@ -559,7 +560,8 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
 #pragma omp simd
       for (int64_t i = 0; i < nd; i++) P[i] *= isum;
     }
-    rotp_struct_apply(s, P, M, stw);
+    real *keep = s->trace ? s->trace + T * (2 * nd + outer_vec(o, n, d)) + t * ROTP_STRUCT_KEEP(d) : NULL;
+    rotp_struct_apply(s, P, M, stw, keep);
     real a0 = st->a0;
     if (o->compat)
       for (int64_t i = 0; i < nd; i++) F[i] = s->x[i] + a0 * M[i] + rl_log(P[i] + eps);
@@ -676,7 +678,8 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     /* F = x + a0 M(P) + tau log P   (compat: + log(P + eps)) */
     for (int64_t i = 0; i < nd; i++) g->gx[i] += gF[i];
     memset(gP, 0, (size_t)nd * sizeof(real));
-    double dot = rotp_struct_backward(s, P, gF, st->a0, gP, g->gxs, g->gc1, g->gc2, stw);
+    const real *kept = s->trace + T * (2 * nd + outer_vec(o, n, d)) + t * ROTP_STRUCT_KEEP(d);
+    double dot = rotp_struct_backward(s, P, gF, st->a0, gP, g->gxs, g->gc1, g->gc2, stw, kept);
     g->sdot += st->a0 * dot;
     double *gs = g->gstep + t * RL_ROTP_NALPHA;
     gs[ROTP_G_A0] += dot;

@@ -90,13 +90,17 @@ size_t rotp_implicit_trace_size(int64_t n, int64_t d);
 size_t rotp_implicit_work_size(int64_t n, int64_t d);
 void rotp_implicit_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g);
 
-/* Structure term M(t) = inv_s2 X ((X^T t) c1) (n x d), through d x d products only. tmp: 2 d^2. */
-void rotp_struct_apply(const rotp_set *s, const real *t, real *M, real *tmp);
+/* Structure term M(t) = inv_s2 X ((X^T t) c1) (n x d), through d x d products only. tmp: 2 d^2. keep (2 d^2, may
+** be NULL): receives X^T t and (X^T t) c1 for the reverse (a trace slot). */
+void rotp_struct_apply(const rotp_set *s, const real *t, real *M, real *tmp, real *keep);
 /* Reverse of M(t) scaled by a0, for the adjoint g = dL/d(M/a0... ) i.e. the term a0 M(t) with dL/d(a0 M) = g:
 **   gt += a0 c2 g c1;  gxs += a0 d<g, M>/dX through c2 (c1 through gc1);  gc1 += a0 (c2 t)^T g;
-**   gc2 += a0 g (t c1)^T when gc2 (debug). Returns <g, M(t)>. tmp: 3 d^2 (+ n d when gc2). */
+**   gc2 += a0 g (t c1)^T when gc2 (debug). Returns <g, M(t)>. tmp: 3 d^2 (+ n d when gc2). kept: the forward's keep
+**   of the same t (NULL: recomputed from t). */
 double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, real a0, real *gt, real *gxs, real *gc1,
-                            real *gc2, real *tmp);
+                            real *gc2, real *tmp, const real *kept);
+/* d x d slots a structured solver keeps per use of the structure term (X^T t and W) */
+#define ROTP_STRUCT_KEEP(d) (2 * (d) * (d))
 size_t rotp_struct_work_size(int64_t n, int64_t d, int debug);
 
 /* Shared row / column log-sum-exp of a materialised n x d matrix (out: n or d values; cm, cs: d scratch). */
