@@ -166,7 +166,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   real *w = s->work;
   real *Sn = w, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd, *Sig = Gls + nd;
   real *vx = w + 9 * nd + 2 * vb;
-  real *colsum = vx, *colG = colsum + d, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
+  real *colG = vx, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
        *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
        *eml = zrow + d, *dC = eml + n, *dR = dC + d;
   const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
@@ -226,7 +226,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         }
       }
       /* pass 1: steps 5, 8 on s' and step 4's total adjoint of ls' (in place) with its column sums */
-      memset(colsum, 0, (size_t)d * sizeof(real));
       memset(colG, 0, (size_t)d * sizeof(real));
       for (int64_t i = 0; i < n; i++) {
         const real *sv = Sn + i * d, *gz = Gz + i * d;
@@ -236,12 +235,11 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
           real gv = gl[j] - r * (gz[j] + g1[j]) * sp;
           gl[j] = gv;
           colG[j] += gv;
-          colsum[j] += sp;
         });
       }
       int tiny = 0;
       for (int64_t j = 0; j < d; j++) {
-        gr += (double)g1[j] * (rl_exp(lmu2[j]) - colsum[j]);
+        gr += (double)g1[j] * (rl_exp(lmu2[j]) - rl_exp(lmu[j])); /* colsum(s') = exp(lmu) by step 4 */
         gmu[j] += colG[j];
         tiny |= lmu[j] < (real)ROTP_LOG_MARGIN_FLOOR;
       }
@@ -259,12 +257,12 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     /* pass 2 */
     real c = quad ? 1 / r : 1 / (a1 + r), ir = 1 / r, rc = r * c, a1ir = a1 * ir;
       /* set-wide dots: per-row float lanes folded into double lanes (no horizontal sum per row) */
-    double Dz[RL_LANES], Dy[RL_LANES], Dzt[RL_LANES], Dt[RL_LANES], Dyt[RL_LANES], Ds[RL_LANES];
-    for (int l = 0; l < RL_LANES; l++) Dz[l] = Dy[l] = Dzt[l] = Dt[l] = Dyt[l] = Ds[l] = 0;
-    double drs = 0;
+    double Dz[RL_LANES], Dy[RL_LANES], Dzt[RL_LANES], Dyt[RL_LANES], Ds[RL_LANES];
+    for (int l = 0; l < RL_LANES; l++) Dz[l] = Dy[l] = Dzt[l] = Dyt[l] = Ds[l] = 0;
+    double drs = 0; /* step 9's sum_i g2_i (exp(leta2_i) - rowsum(t)_i), rowsum(t) = exp(leta) by step 2 */
     for (int64_t i = 0; i < n; i++) eml[i] = rl_exp(-leta[i]); /* softmax_d(Yt) = t exp(-leta) (see below) */
     if (!tail)
-      for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * rl_exp(leta2[i]);
+      for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * (rl_exp(leta2[i]) - rl_exp(leta[i]));
     for (int64_t i = 0; i < n; i++) {
       const real *lti = lt + i * d, *sv = Sn + i * d, *sg = sigma + i * d;
       real *gz = Gz + i * d, *gl = Gls + i * d, *si = Si + i * d, *gx = g->gx + i * d;
@@ -282,11 +280,10 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       } else {
         const real *ysr = lsn + i * d;
         real g2i = r * g2[i];
-        real a_z[RL_LANES], a_y[RL_LANES], a_zt[RL_LANES], a_t[RL_LANES];
+        real a_z[RL_LANES], a_y[RL_LANES], a_zt[RL_LANES];
         rl_lanes_fill(a_z, 0);
         rl_lanes_fill(a_y, 0);
         rl_lanes_fill(a_zt, 0);
-        rl_lanes_fill(a_t, 0);
         /* Ys enters the dots up to its column constant C - lmu (added back below: columns of G_Ys sum to dC), so
         ** the rho / a1 sums stay accurate when rho is small */
         if (quad)
@@ -302,7 +299,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             a_z[ln] += gy * t;
             a_y[ln] += gy * (ysr[j] - lti[j]);
             a_zt[ln] += gz[j] * (t - sv[j]);
-            a_t[ln] += t;
           });
         else
           RL_ROW_LOOP(d, {
@@ -317,12 +313,10 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             a_z[ln] += gy * ysr[j];
             a_y[ln] += gy * (lti[j] - ysr[j]);
             a_zt[ln] += gz[j] * (t - sv[j]);
-            a_t[ln] += t;
           });
         rl_lanes_fold(Dz, a_z, 1);
         rl_lanes_fold(Dy, a_y, 1);
         rl_lanes_fold(Dzt, a_zt, 1);
-        rl_lanes_fold(Dt, a_t, g2[i]);
       }
       real rG = rl_lanes_sum(a_g);
       geta[i] += rG;
@@ -391,7 +385,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     }
     double dz = rl_lanes_dsum(Dz), dy = rl_lanes_dsum(Dy), dzt = rl_lanes_dsum(Dzt), dyt = rl_lanes_dsum(Dyt),
            ds = rl_lanes_dsum(Ds);
-    drs -= rl_lanes_dsum(Dt);
     if (!tail) {
       gr += dzt + drs;
       double kc = rotp_badmm_shift_dot(d, dC, C, lmu); /* Ys = ls' + C - lmu */
