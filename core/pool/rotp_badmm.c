@@ -94,6 +94,43 @@ static void marginal_step_backward(int64_t m, real c, real a, const real *X, con
   *ga += da;
 }
 
+/* The authors' steps 6-9 (compat): the marginals and duals entering the next iteration (vn) from those of this one
+** (vc, both [lmu d][leta n][z1 d][z2 n]...), the column sums of s' and the row sums of t. tmp: n + d. */
+void rotp_badmm_compat_marginals(const rotp_step *st, const rotp_set *s, const real *vc, real *vn, const real *rowsum,
+                                 const real *colsum, real *tmp) {
+  int64_t n = s->n, d = s->d;
+  real r = st->rho, a2 = st->a2, a3 = st->a3;
+  const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d;
+  real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d, *Ymu = tmp, *Yeta = tmp + d;
+  for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
+  rotp_log_softmax(d, Ymu, lmu2);
+  for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
+  rotp_log_softmax(n, Yeta, leta2);
+  for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
+  for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
+}
+
+/* Reverse of one of the authors' marginal steps 6, 7 over m entries: l' = logsoftmax((r l + a lprior - zd) / (r + a)).
+** g = dL/dl' on entry (with the z-dual's r g_zd exp(l') already added), dL/dl on return; cg = c gy with c = 1/(r + a)
+** (the caller takes dL/dzd -= cg); adds to gprior, *gr and *ga. */
+void rotp_badmm_compat_marginal_backward(int64_t m, real r, real a, const real *l, const real *lprior, const real *zd,
+                                         const real *l2, real *g, real *cg, real *gprior, double *gr, double *ga) {
+  double sum = 0, dr = 0, da = 0;
+  for (int64_t i = 0; i < m; i++) sum += g[i];
+  real c = 1 / (r + a);
+  for (int64_t i = 0; i < m; i++) {
+    real Y = (r * l[i] + a * lprior[i] - zd[i]) * c;
+    real gy = g[i] - rl_exp(l2[i]) * (real)sum;
+    dr += (double)gy * (l[i] - Y) * c;
+    da += (double)gy * (lprior[i] - Y) * c;
+    gprior[i] += a * c * gy;
+    g[i] = r * c * gy;
+    cg[i] = gy * c;
+  }
+  *gr += dr;
+  *ga += da;
+}
+
 /* Steps 6'-7' (default): the marginals entering the next iteration from this iteration's log-sum-exps C (d) and R (n);
 ** c = a1 + r (BADMM-E) or r (BADMM-Q) weighs the s-step's log-sum-exp, r the t-step's. tmp: n + d. */
 void rotp_badmm_marginals(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R, real *lmu2,
@@ -220,7 +257,7 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
   real *w = s->work;
   real *S = w, *Z = S + nd, *Tt = Z + nd, *LS = Tt + nd, *LT = LS + nd, *Ms = LT + nd, *Mt = Ms + nd;
   real *vec = w + 9 * nd; /* two vector blocks when not recording */
-  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = vx + n, *cm = colsum + d, *Ymu = cm + d, *Yeta = Ymu + d;
+  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = vx + n, *cm = colsum + d, *mtmp = cm + d; /* mtmp: n + d */
   real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
   real *tr = s->trace;
   /* initial state */
@@ -240,27 +277,20 @@ RL_HOT void rotp_badmm_forward(const rotp_opts *o, const rotp_set *s) {
   memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
   for (int64_t k = 0; k < T; k++) {
     const rotp_step *st = &o->steps[k];
-    real r = st->rho, a0 = st->a0, a1 = st->a1, a2 = st->a2, a3 = st->a3;
+    real r = st->rho, a0 = st->a0, a1 = st->a1;
     real *vc = tr ? tr + rotp_badmm_voff(T, nd) + k * vb : vec + (k & 1) * vb;
     real *vn = tr ? tr + rotp_badmm_voff(T, nd) + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
-    real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
-    real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
+    real *lmu = vc, *leta = lmu + d, *R = vc + 2 * (n + d), *C = R + n; /* [lmu][leta][z1][z2][R][C] */
     real *lt = tr ? tr + 2 * k * nd : LT, *lsn = tr ? tr + (2 * k + 1) * nd : LS;
     if (o->structure) rotp_struct_apply(s, S, Ms, stw, struct_keep(o, s, 2 * k));
     t_step(n, d, s->x, Z, o->structure ? Ms : NULL, a0, quad ? S : NULL, a1, r, ls, leta, R, lt, Tt, rowsum);
     if (k == T - 1) break; /* the plan is this t */
     if (o->structure) rotp_struct_apply(s, Tt, Mt, stw, struct_keep(o, s, 2 * k + 1));
     s_step(n, d, quad, Z, o->structure ? Mt : NULL, a0, a1, r, lt, Tt, lmu, Z, lsn, S, C, colsum, cm);
-    if (o->compat) {
-      for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
-      rotp_log_softmax(d, Ymu, lmu2);
-      for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
-      rotp_log_softmax(n, Yeta, leta2);
-      for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
-      for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
-    } else {
-      rotp_badmm_marginals(st, quad, s, C, R, lmu2, leta2, Ymu);
-    }
+    if (o->compat)
+      rotp_badmm_compat_marginals(st, s, vc, vn, rowsum, colsum, mtmp);
+    else
+      rotp_badmm_marginals(st, quad, s, C, R, vn, vn + d, mtmp);
     ls = lsn;
   }
   memcpy(s->plan, Tt, (size_t)nd * sizeof(real));
@@ -337,37 +367,9 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
           gr += (double)g2[i] * (ee - rowsum[i]);
           geta[i] += r * g2[i] * ee;
         }
-        {
-          double sum = 0;
-          for (int64_t i = 0; i < n; i++) sum += geta[i];
-          for (int64_t i = 0; i < n; i++) {
-            Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
-            gY[i] = geta[i] - rl_exp(leta2[i]) * (real)sum;
-          }
-          real c = 1 / (r + a3);
-          for (int64_t i = 0; i < n; i++) {
-            gr += (double)gY[i] * (leta[i] - Yeta[i]) * c;
-            ga3 += (double)gY[i] * (s->lq0[i] - Yeta[i]) * c;
-            g->glq0[i] += a3 * c * gY[i];
-            geta[i] = r * c * gY[i]; /* now dL/dleta_in (rowG added below) */
-          }
-          /* g2 stays for step 9's Gt term below; g2_in = g2 - c gY computed after the pass */
-          for (int64_t i = 0; i < n; i++) Yeta[i] = gY[i] * c; /* keep c gY for g2_in */
-        }
-        {
-          double sum = 0;
-          for (int64_t j = 0; j < d; j++) sum += gmu[j];
-          real c = 1 / (r + a2);
-          for (int64_t j = 0; j < d; j++) {
-            real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
-            real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
-            gr += (double)gy * (lmu[j] - Y) * c;
-            ga2 += (double)gy * (s->lp0[j] - Y) * c;
-            g->glp0[j] += a2 * c * gy;
-            gmu[j] = r * c * gy;
-            Ymu[j] = gy * c;
-          }
-        }
+        /* c gY kept in Yeta, Ymu for g2_in = g2 - c gY, g1_in likewise (after the pass below: g2 still feeds it) */
+        rotp_badmm_compat_marginal_backward(n, r, a3, leta, s->lq0, z2, leta2, geta, Yeta, g->glq0, &gr, &ga3);
+        rotp_badmm_compat_marginal_backward(d, r, a2, lmu, s->lp0, z1, lmu2, gmu, Ymu, g->glp0, &gr, &ga2);
       } else {
         /* b) steps 7', 6': the adjoints of R and C (g1, g2 stay 0) */
         rotp_badmm_marginals_backward(st, quad, s, C, R, lmu2, leta2, gmu, geta, dC, dR, g->glp0, g->glq0, &gr, &ga1,

@@ -140,18 +140,10 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
     }
     /* the marginals of the next iteration: steps 6'-7', or the authors' 6-9 */
     real *vn = tr ? tr + rotp_badmm_voff(T, nd) + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
-    real *lmu2 = vn, *leta2 = lmu2 + d, *z1n = leta2 + n, *z2n = z1n + d;
-    real a2 = st->a2, a3 = st->a3;
-    if (!o->compat) {
-      rotp_badmm_marginals(st, quad, s, C, R, lmu2, leta2, Ymu);
-      continue;
-    }
-    for (int64_t j = 0; j < d; j++) Ymu[j] = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) / (r + a2);
-    rotp_log_softmax(d, Ymu, lmu2);
-    for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
-    rotp_log_softmax(n, Yeta, leta2);
-    for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
-    for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
+    if (o->compat)
+      rotp_badmm_compat_marginals(st, s, vc, vn, rowsum, colsum, Ymu);
+    else
+      rotp_badmm_marginals(st, quad, s, C, R, vn, vn + d, Ymu);
   }
 }
 
@@ -194,36 +186,10 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         rotp_badmm_marginals_backward(st, quad, s, C, R, lmu2, leta2, gmu, geta, dC, dR, g->glp0, g->glq0, &gr,
                                       &ga1, &ga2, &ga3);
       } else { /* the authors' steps 9, 8 (vector part) and 7, 6 */
-        double sum = 0;
-        for (int64_t i = 0; i < n; i++) {
-          geta[i] += r * g2[i] * rl_exp(leta2[i]);
-          sum += geta[i];
-        }
-        real c = 1 / (r + a3);
-        for (int64_t i = 0; i < n; i++) {
-          real Y = (r * leta[i] + a3 * s->lq0[i] - z2[i]) * c;
-          real gy = geta[i] - rl_exp(leta2[i]) * (real)sum;
-          gr += (double)gy * (leta[i] - Y) * c;
-          ga3 += (double)gy * (s->lq0[i] - Y) * c;
-          g->glq0[i] += a3 * c * gy;
-          geta[i] = r * c * gy;
-          cgeta[i] = gy * c;
-        }
-        sum = 0;
-        for (int64_t j = 0; j < d; j++) {
-          gmu[j] += r * g1[j] * rl_exp(lmu2[j]);
-          sum += gmu[j];
-        }
-        c = 1 / (r + a2);
-        for (int64_t j = 0; j < d; j++) {
-          real Y = (r * lmu[j] + a2 * s->lp0[j] - z1[j]) * c;
-          real gy = gmu[j] - rl_exp(lmu2[j]) * (real)sum;
-          gr += (double)gy * (lmu[j] - Y) * c;
-          ga2 += (double)gy * (s->lp0[j] - Y) * c;
-          g->glp0[j] += a2 * c * gy;
-          gmu[j] = r * c * gy;
-          cgmu[j] = gy * c;
-        }
+        for (int64_t i = 0; i < n; i++) geta[i] += r * g2[i] * rl_exp(leta2[i]);
+        for (int64_t j = 0; j < d; j++) gmu[j] += r * g1[j] * rl_exp(lmu2[j]);
+        rotp_badmm_compat_marginal_backward(n, r, a3, leta, s->lq0, z2, leta2, geta, cgeta, g->glq0, &gr, &ga3);
+        rotp_badmm_compat_marginal_backward(d, r, a2, lmu, s->lp0, z1, lmu2, gmu, cgmu, g->glp0, &gr, &ga2);
       }
       /* pass 1: steps 5, 8 on s' and step 4's total adjoint of ls' (in place) with its column sums */
       memset(colG, 0, (size_t)d * sizeof(real));

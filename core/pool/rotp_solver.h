@@ -76,6 +76,10 @@ int64_t rotp_badmm_vblk(int64_t n, int64_t d);
 static inline int64_t rotp_badmm_voff(int64_t T, int64_t nd) { return (2 * T - 1) * nd; }
 void rotp_log_softmax(int64_t n, const real *y, real *out);
 double rotp_badmm_shift_dot(int64_t m, const real *g, const real *a, const real *b);
+void rotp_badmm_compat_marginals(const rotp_step *st, const rotp_set *s, const real *vc, real *vn, const real *rowsum,
+                                 const real *colsum, real *tmp);
+void rotp_badmm_compat_marginal_backward(int64_t m, real r, real a, const real *l, const real *lprior, const real *zd,
+                                         const real *l2, real *g, real *cg, real *gprior, double *gr, double *ga);
 /* The default marginal steps 6'-7' (rotp_badmm.c's header) and their reverse. */
 void rotp_badmm_marginals(const rotp_step *st, int quad, const rotp_set *s, const real *C, const real *R, real *lmu2,
                           real *leta2, real *tmp);
