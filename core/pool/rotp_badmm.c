@@ -309,7 +309,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   real *G1 = Gt + nd, *LS0 = G1 + nd;
   real *vx = w + 9 * nd + 2 * vb;
   real *rowsum = vx, *colsum = rowsum + n, *colG = colsum + d, *rowG = colG + d, *gmu = rowG + n, *geta = gmu + d,
-       *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *gY = Yeta + n, *dC = gY + n, *dR = dC + d;
+       *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *dC = Yeta + n, *dR = dC + d;
   real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
   const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
   for (int64_t i = 0; i < n; i++) {

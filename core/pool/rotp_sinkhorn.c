@@ -474,7 +474,7 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, T = o->iters, blk = 2 * (n + d);
   real *w = s->work, *gu = w, *gv = gu + d, *gu2 = gv + n, *gv2 = gu2 + d, *sc = gv2 + n;
   const real *tr = s->trace;
-  real *Ktr = o->compat ? NULL : (real *)tr + (T + 1) * blk; /* the forward's kernels (read only) */
+  const real *Ktr = o->compat ? NULL : tr + (T + 1) * blk; /* the forward's kernels */
   real *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, xmax = 0, xmin = 0;
   if (!o->compat) block_range(n * d, s->x, &xmax, &xmin);
   double g_ie_last = 0;
