@@ -42,12 +42,18 @@ static inline real rl_exp(real x) { return exp(x); }
 ** polynomial of Cephes' expf. k is rounded by adding 1.5 * 2^23, whose sum t then holds k in its low mantissa bits,
 ** so 2^k is built from the bits of t (no float-to-int conversion): (bits(t) + 127) << 23. x is first clamped to
 ** [-88, 88.72], which keeps k in [-127, 128]: k = -127 gives the bits of 0 (exp(x) = 0 below -87.68, a subnormal
-** between -87.68 and -87.33), k = 128 those of inf (overflow from 88.38 on). NaN stays NaN (through p). Max relative
-** error 1.2e-7 over the normal range (measured against double exp). About 20 vector operations per 8 or 16
-** values, with FMA where the clone has it (fp-contract above). */
+** between -87.68 and -87.33), k = 128 those of inf (overflow from 88.38 on). The upper clamp is an integer min on
+** the bits (positive floats order as their bits; negative ones are below it) and NaN is passed through at the end:
+** two float clamps made GCC compare x against both bounds and blend constants into the result (9 vector operations
+** for the clamps; now 5). The same bits as the two clamps for every input (checked over all 2^32 floats). Max
+** relative error 1.2e-7 over the normal range (measured against double exp). About 20 vector operations per 8 or
+** 16 values, with FMA where the clone has it (fp-contract above). */
 static inline float rl_exp(float x) {
   float xc = x < -88.0f ? -88.0f : x;
-  xc = xc > 88.72f ? 88.72f : xc;
+  int32_t xb;
+  memcpy(&xb, &xc, sizeof xb);
+  xb = xb < 0x42b170a4 ? xb : 0x42b170a4; /* the bits of 88.72f */
+  memcpy(&xc, &xb, sizeof xc);
   float t = xc * 1.44269504088896341f + 12582912.0f;
   float k = t - 12582912.0f;
   float r = xc - k * 0.693359375f;
@@ -64,7 +70,8 @@ static inline float rl_exp(float x) {
   uint32_t bits = (tb + 127u) << 23;
   float s;
   memcpy(&s, &bits, sizeof s);
-  return p * s;
+  float y = p * s;
+  return x == x ? y : x;
 }
 #endif
 
