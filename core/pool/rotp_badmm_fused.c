@@ -12,18 +12,31 @@
 
 #define vblk rotp_badmm_vblk
 
+/* A row or column log-sum-exp of the forward takes its exps at a stabiliser known before the pass -- the maximum of
+** the same row or column one iteration earlier -- so that the exps fuse with the loop that computes the values. The
+** sums stay exact whatever the stabiliser; it only has to keep the largest exp and the scales in range: while the
+** maximum is within ROTP_STAB_WINDOW of it, exp(max - g) lies in [e^-30, e^30] (no overflow; the entries lost to
+** underflow are below e^-57 of the largest) and the plan scale exp(g - lse + log mass) underflows only for a row or
+** column of mass below e^-52. A row or column out of the window is redone at its maximum (a row at once, in L1;
+** the columns by one more pass over the set). */
+#define ROTP_STAB_WINDOW 30
+
+static inline int stab_ok(real m, real g) { return m - g <= ROTP_STAB_WINDOW && m - g >= -ROTP_STAB_WINDOW; }
+
 /* Forward of one set. Iteration k's row pass finishes the s-step of k-1 (ls' = Ys - C + lmu, s' = e scale,
-** z += r (t - s')) and runs the t-step of k (Yt, its row log-sum-exp, t) and, but for the last iteration, Ys with its
-** column maxima; the column pass then takes e = exp(Ys - max) and the column sums, and the vector steps 6-9 follow.
-** Exps: one per entry in each pass (the first s_0 of BADMM-Q: one more). */
+** z += r (t - s')) and runs the t-step of k: Yt into the lt slot with u = exp(Yt - g), the row log-sum-exp R, the
+** row's scale exp(g - R + leta) (t = u scale, kept as u and the scale). But for the last iteration, the column pass
+** then makes lt = Yt - R + leta, Ys with e = exp(Ys - g) and the column sums (iteration 0, which has no
+** stabilisers yet: the column maxima, then e in a second pass), and the vector steps 6-9 follow. Exps: one per entry
+** in each pass (the first s_0 of BADMM-Q: one more), plus those of redone rows and columns. */
 RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
-  real *E = w, *Z = E + nd, *Tt = Z + nd, *LS = Tt + nd, *LT = LS + nd; /* E = exp(Ys - column max) */
+  real *E = w, *Z = E + nd, *U = Z + nd, *LS = U + nd, *LT = LS + nd; /* E = exp(Ys - g), U = exp(Yt - g) */
   real *vec = w + 9 * nd;
-  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cm = colsum + d, *Ymu = cm + d, *Yeta = Ymu + d,
-       *scale = Yeta + n, *shift = scale + d;
+  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cg = colsum + d, *rg = cg + d, *scale = rg + n,
+       *shift = scale + d, *rsc = shift + d, *cmx = rsc + n, *Ymu = cmx + d; /* Ymu: n + d scratch */
   real *tr = s->trace;
   real *v0 = tr ? tr + rotp_badmm_voff(T, nd) : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
@@ -34,30 +47,32 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a1 = st->a1, ir = 1 / r, c = quad ? 1 / r : 1 / (a1 + r), a1q = quad ? a1 : 0;
     real *vc = tr ? tr + rotp_badmm_voff(T, nd) + k * vb : vec + (k & 1) * vb;
-    real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
+    real *lmu = vc, *leta = lmu + d, *R = leta + 2 * n + d, *C = R + n; /* [lmu][leta][z1][z2][R][C] */
     real *lt = tr ? tr + 2 * k * nd : LT;
     real *ys = tr ? tr + (2 * k + 1) * nd : LS; /* Ys of iteration k, made ls'_k by the next row pass */
     real *yp = k ? (tr ? tr + (2 * k - 1) * nd : LS) : NULL;
     real rp = k ? o->steps[k - 1].rho : 0;
-    if (!last)
-      for (int64_t j = 0; j < d; j++) cm[j] = -INFINITY;
+    /* the row pass */
     for (int64_t i = 0; i < n; i++) {
       const real *xi = s->x + i * d;
-      real *zi = Z + i * d, *ei = E + i * d, *ti = Tt + i * d, *lti = lt + i * d;
+      real *zi = Z + i * d, *ei = E + i * d, *ui = U + i * d, *lti = lt + i * d;
       real mm[RL_LANES], acc[RL_LANES];
       rl_lanes_fill(mm, -INFINITY);
       rl_lanes_fill(acc, 0);
-      /* steps 4-5 of k-1 and 1 of k: Yt = (x - z - [Q] a1 s)/r + ls into the lt slot, with its row maximum */
-      if (k) {
-        real *yi = yp + i * d;
+      real g = k ? rg[i] : 0;
+      if (k) { /* steps 4-5 of k-1, 1 of k and 2's exps at g: Yt = (x - z - [Q] a1 s)/r + ls */
+        real *yi = yp + i * d, scp = rsc[i];
         RL_ROW_LOOP(d, {
           real lsv = yi[j] + shift[j];
           real sp = ei[j] * scale[j];
-          real zv = zi[j] + rp * (ti[j] - sp);
+          real zv = zi[j] + rp * (ui[j] * scp - sp);
           real yt = (xi[j] - zv - a1q * sp) * ir + lsv;
+          real u = rl_exp(yt - g);
           yi[j] = lsv;
           zi[j] = zv;
           lti[j] = yt;
+          ui[j] = u;
+          acc[ln] += u;
           mm[ln] = yt > mm[ln] ? yt : mm[ln];
         });
       } else {
@@ -78,65 +93,105 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
             mm[ln] = yt > mm[ln] ? yt : mm[ln];
           });
       }
-      /* step 2: lt = Yt - lse_d(Yt) + leta, t = exp(lt) from the same exps */
       real m = rl_lanes_max(mm);
-      RL_ROW_LOOP(d, {
-        real u = rl_exp(lti[j] - m);
-        ti[j] = u;
-        acc[ln] += u;
-      });
+      if (!k || !stab_ok(m, g)) { /* iteration 0, or a row out of the window: step 2's exps at the maximum */
+        g = m;
+        rl_lanes_fill(acc, 0);
+        RL_ROW_LOOP(d, {
+          real u = rl_exp(lti[j] - g);
+          ui[j] = u;
+          acc[ln] += u;
+        });
+      }
+      rg[i] = m;
       real sum = rl_lanes_sum(acc);
-      real Ri = m + rl_log(sum), sh = leta[i] - Ri, sc = rl_exp(m - Ri + leta[i]);
+      real Ri = g + rl_log(sum), sc = rl_exp(g - Ri + leta[i]);
       R[i] = Ri;
+      rsc[i] = sc;
       rowsum[i] = sc * sum;
       if (last) {
-        real *pl = s->plan + i * d, *lpl = s->lplan + i * d;
+        real sh = leta[i] - Ri, *pl = s->plan + i * d, *lpl = s->lplan + i * d;
         RL_ROW_LOOP(d, {
           real l = lti[j] + sh;
           lti[j] = l;
           lpl[j] = l;
-          pl[j] = ti[j] * sc;
+          pl[j] = ui[j] * sc;
         });
-        continue;
       }
-      /* step 3: Ys (into the ls' slot) and its column maxima */
-      real *ysi = ys + i * d;
-      if (quad)
-        RL_ROW_LOOP(d, {
-          real l = lti[j] + sh, t = ti[j] * sc;
-          real y = (zi[j] - a1 * t) * c + l;
-          lti[j] = l;
-          ti[j] = t;
-          ysi[j] = y;
-          cm[j] = y > cm[j] ? y : cm[j];
-        });
-      else
-        RL_ROW_LOOP(d, {
-          real l = lti[j] + sh, t = ti[j] * sc;
-          real y = (zi[j] + r * l) * c;
-          lti[j] = l;
-          ti[j] = t;
-          ysi[j] = y;
-          cm[j] = y > cm[j] ? y : cm[j];
-        });
     }
     if (last) break;
-    /* step 4's column log-sum-exp: e = exp(Ys - max) */
-    memset(colsum, 0, (size_t)d * sizeof(real));
+    /* the column pass: step 2's lt = Yt - R + leta, step 3's Ys (into the ls' slot), step 4's exps at the column
+    ** stabilisers with their sums (iteration 0: the column maxima only, the exps in a second pass below) */
+    int exact = !k;
+    for (int64_t j = 0; j < d; j++) {
+      cmx[j] = -INFINITY;
+      colsum[j] = 0;
+    }
     for (int64_t i = 0; i < n; i++) {
-      const real *ysi = ys + i * d;
-      real *ei = E + i * d;
-      RL_ROW_LOOP(d, {
-        real e = rl_exp(ysi[j] - cm[j]);
-        ei[j] = e;
-        colsum[j] += e;
-      });
+      real *lti = lt + i * d, *ysi = ys + i * d, *ei = E + i * d;
+      const real *zi = Z + i * d, *ui = U + i * d;
+      real sh = leta[i] - R[i], sc = rsc[i];
+      if (exact) {
+        if (quad)
+          RL_ROW_LOOP(d, {
+            real l = lti[j] + sh;
+            real y = (zi[j] - a1 * ui[j] * sc) * c + l;
+            lti[j] = l;
+            ysi[j] = y;
+            cmx[j] = y > cmx[j] ? y : cmx[j];
+          });
+        else
+          RL_ROW_LOOP(d, {
+            real l = lti[j] + sh;
+            real y = (zi[j] + r * l) * c;
+            lti[j] = l;
+            ysi[j] = y;
+            cmx[j] = y > cmx[j] ? y : cmx[j];
+          });
+      } else if (quad) {
+        RL_ROW_LOOP(d, {
+          real l = lti[j] + sh;
+          real y = (zi[j] - a1 * ui[j] * sc) * c + l;
+          real e = rl_exp(y - cg[j]);
+          lti[j] = l;
+          ysi[j] = y;
+          ei[j] = e;
+          colsum[j] += e;
+          cmx[j] = y > cmx[j] ? y : cmx[j];
+        });
+      } else {
+        RL_ROW_LOOP(d, {
+          real l = lti[j] + sh;
+          real y = (zi[j] + r * l) * c;
+          real e = rl_exp(y - cg[j]);
+          lti[j] = l;
+          ysi[j] = y;
+          ei[j] = e;
+          colsum[j] += e;
+          cmx[j] = y > cmx[j] ? y : cmx[j];
+        });
+      }
+    }
+    for (int64_t j = 0; j < d && !exact; j++) exact = !stab_ok(cmx[j], cg[j]);
+    if (exact) { /* iteration 0, or a column out of the window: step 4's exps at the column maxima */
+      memcpy(cg, cmx, (size_t)d * sizeof(real));
+      memset(colsum, 0, (size_t)d * sizeof(real));
+      for (int64_t i = 0; i < n; i++) {
+        const real *ysi = ys + i * d;
+        real *ei = E + i * d;
+        RL_ROW_LOOP(d, {
+          real e = rl_exp(ysi[j] - cg[j]);
+          ei[j] = e;
+          colsum[j] += e;
+        });
+      }
     }
     for (int64_t j = 0; j < d; j++) {
-      C[j] = cm[j] + rl_log(colsum[j]);
-      scale[j] = rl_exp(cm[j] - C[j] + lmu[j]);
+      C[j] = cg[j] + rl_log(colsum[j]);
+      scale[j] = rl_exp(cg[j] - C[j] + lmu[j]);
       shift[j] = lmu[j] - C[j];
       colsum[j] *= scale[j]; /* colsum(s') */
+      cg[j] = cmx[j];        /* the next iteration's stabiliser */
     }
     /* the marginals of the next iteration: steps 6'-7', or the authors' 6-9 */
     real *vn = tr ? tr + rotp_badmm_voff(T, nd) + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
