@@ -1,8 +1,9 @@
 /*
 ** rotp_badmm_fused.c -- BADMM without the structure term (a0 = 0), forward and reverse, fused so that an iteration
 ** makes two passes over the set, each a few row loops that stay in L1: the same arithmetic as rotp_badmm.c's
-** general path, whose header gives the iteration, the trace layout and why the last iteration stops after its
-** t-step. Row loops run in lane chunks (RL_ROW_LOOP).
+** general path, whose header gives the iteration, the trace layout (to which this path adds t and s' of each
+** iteration: rotp_badmm_xoff) and why the last iteration stops after its t-step. Row loops run in lane chunks
+** (RL_ROW_LOOP).
 */
 #include <math.h>
 #include <string.h>
@@ -35,9 +36,9 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   real *w = s->work;
   real *E = w, *Z = E + nd, *U = Z + nd, *LS = U + nd, *LT = LS + nd; /* E = exp(Ys - g), U = exp(Yt - g) */
   real *vec = w + 9 * nd;
-  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cg = colsum + d, *rg = cg + d, *scale = rg + n,
-       *shift = scale + d, *rsc = shift + d, *cmx = rsc + n, *Ymu = cmx + d; /* Ymu: n + d scratch */
-  real *tr = s->trace;
+  real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cg = colsum + d, *rg = cg + d, *scb = rg + n,
+       *shift = scb + d, *rsb = shift + d, *cmx = rsb + n, *Ymu = cmx + d; /* Ymu: n + d scratch */
+  real *tr = s->trace, *xt = tr ? tr + rotp_badmm_xoff(T, n, d) : NULL, *xsc = tr ? xt + (2 * T - 1) * nd : NULL;
   real *v0 = tr ? tr + rotp_badmm_voff(T, nd) : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
   memcpy(v0 + d, s->lq0, (size_t)n * sizeof(real));
@@ -52,20 +53,27 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
     real *ys = tr ? tr + (2 * k + 1) * nd : LS; /* Ys of iteration k, made ls'_k by the next row pass */
     real *yp = k ? (tr ? tr + (2 * k - 1) * nd : LS) : NULL;
     real rp = k ? o->steps[k - 1].rho : 0;
+    /* t_k = U_k rsc_k (row scales) and s'_k = E_k scale_k (column scales): kept per iteration in the trace, in place
+    ** in the work buffers when not recording */
+    real *Uc = tr ? xt + k * nd : U, *Up = tr && k ? Uc - nd : U, *Ec = tr ? xt + (T + k) * nd : E,
+         *Ep = tr && k ? Ec - nd : E;
+    real *rsc = tr ? xsc + k * (n + d) : rsb, *rscp = tr && k ? rsc - (n + d) : rsb;
+    real *scale = tr ? rsc + n : scb, *scalep = tr && k ? rscp + n : scb;
     /* the row pass */
     for (int64_t i = 0; i < n; i++) {
       const real *xi = s->x + i * d;
-      real *zi = Z + i * d, *ei = E + i * d, *ui = U + i * d, *lti = lt + i * d;
+      real *zi = Z + i * d, *ui = Uc + i * d, *lti = lt + i * d;
       real mm[RL_LANES], acc[RL_LANES];
       rl_lanes_fill(mm, -INFINITY);
       rl_lanes_fill(acc, 0);
       real g = k ? rg[i] : 0;
       if (k) { /* steps 4-5 of k-1, 1 of k and 2's exps at g: Yt = (x - z - [Q] a1 s)/r + ls */
-        real *yi = yp + i * d, scp = rsc[i];
+        real *yi = yp + i * d, scp = rscp[i];
+        const real *ei = Ep + i * d, *upi = Up + i * d;
         RL_ROW_LOOP(d, {
           real lsv = yi[j] + shift[j];
-          real sp = ei[j] * scale[j];
-          real zv = zi[j] + rp * (ui[j] * scp - sp);
+          real sp = ei[j] * scalep[j];
+          real zv = zi[j] + rp * (upi[j] * scp - sp);
           real yt = (xi[j] - zv - a1q * sp) * ir + lsv;
           real u = rl_exp(yt - g);
           yi[j] = lsv;
@@ -128,8 +136,8 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
       colsum[j] = 0;
     }
     for (int64_t i = 0; i < n; i++) {
-      real *lti = lt + i * d, *ysi = ys + i * d, *ei = E + i * d;
-      const real *zi = Z + i * d, *ui = U + i * d;
+      real *lti = lt + i * d, *ysi = ys + i * d, *ei = Ec + i * d;
+      const real *zi = Z + i * d, *ui = Uc + i * d;
       real sh = leta[i] - R[i], sc = rsc[i];
       if (exact) {
         if (quad)
@@ -178,7 +186,7 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
       memset(colsum, 0, (size_t)d * sizeof(real));
       for (int64_t i = 0; i < n; i++) {
         const real *ysi = ys + i * d;
-        real *ei = E + i * d;
+        real *ei = Ec + i * d;
         RL_ROW_LOOP(d, {
           real e = rl_exp(ysi[j] - cg[j]);
           ei[j] = e;
@@ -203,20 +211,22 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
 }
 
 /* Reverse of one set. Per iteration (but the last, which has only its t-step): the vector steps 9-6, then pass 1
-** (steps 5, 8, 9 on s': the total adjoint of ls' and its column sums) and pass 2, row by row: t = exp(lt), steps 4
-** (G_Ys), 3, 2 (G_Yt) in one row loop, step 1 and s = exp(ls) (the next iteration's s', and BADMM-Q's a1 s term) in
-** a second. The adjoint of s (BADMM-Q) is folded into that of ls at once (s = exp(ls)). Exps: two per entry and
-** iteration (one in the last, and in the first of BADMM-E). */
+** (steps 5, 8, 9 on s': the total adjoint of ls' and its column sums) and pass 2, row by row: steps 4 (G_Ys), 3, 2
+** (G_Yt) in one row loop, step 1 in a second. t and s' are the forward's (U and E of the trace with their scales),
+** so the reverse takes no exp per entry: with 2 threads, reading them costs less than recomputing them (BADMM-E f+b
+** -10%, though the trace doubles: 4 N x D per iteration). The adjoint of s (BADMM-Q) is folded into that of ls at
+** once (s = exp(ls)). */
 RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
-  real *Sn = w, *Si = Sn + nd, *Gz = Si + nd, *Gls = Gz + nd, *Sig = Gls + nd;
+  real *Gz = w, *Gls = Gz + nd, *Sig = Gls + nd;
   real *vx = w + 9 * nd + 2 * vb;
   real *colG = vx, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
        *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
        *eml = zrow + d, *dC = eml + n, *dR = dC + d;
-  const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
+  const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd), *xt = tr + rotp_badmm_xoff(T, n, d);
+  const real *xsc = xt + (2 * T - 1) * nd;
   memset(gmu, 0, (size_t)d * sizeof(real));
   memset(geta, 0, (size_t)n * sizeof(real));
   memset(g1, 0, (size_t)d * sizeof(real));
@@ -232,7 +242,10 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     const real *vc = vtr + k * vb;
     const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
     const real *lt = tr + 2 * k * nd, *lsn = tr + (2 * k + 1) * nd, *ls = k ? tr + (2 * k - 1) * nd : NULL;
-    const real *leta2 = NULL, *sigma = Sn; /* softmax_n(Ys) = sigma exp(-lmu) (Sig: exp(-lmu) folded in) */
+    /* t_k = U_k rsc_k, s'_k = E_k scale_k, s'_{k-1} = E_{k-1} scale_{k-1} (the forward's, rotp_badmm_xoff) */
+    const real *Uk = xt + k * nd, *rsc = xsc + k * (n + d), *Ek = xt + (T + k) * nd, *scale = rsc + n;
+    const real *Ep = Ek - nd, *scalep = scale - (n + d);
+    const real *leta2 = NULL, *sigma = Ek; /* softmax_n(Ys) = E Ymu (Ymu: exp(-lmu) and the scale folded in) */
     double gr = 0, ga1 = 0, ga2 = 0, ga3 = 0;
     if (!tail) {
       const real *vn = vtr + (k + 1) * vb, *lmu2 = vn;
@@ -249,10 +262,10 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       /* pass 1: steps 5, 8 on s' and step 4's total adjoint of ls' (in place) with its column sums */
       memset(colG, 0, (size_t)d * sizeof(real));
       for (int64_t i = 0; i < n; i++) {
-        const real *sv = Sn + i * d, *gz = Gz + i * d;
+        const real *ei = Ek + i * d, *gz = Gz + i * d;
         real *gl = Gls + i * d;
         RL_ROW_LOOP(d, {
-          real sp = sv[j];
+          real sp = ei[j] * scale[j];
           real gv = gl[j] - r * (gz[j] + g1[j]) * sp;
           gl[j] = gv;
           colG[j] += gv;
@@ -264,8 +277,8 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         gmu[j] += colG[j];
         tiny |= lmu[j] < (real)ROTP_LOG_MARGIN_FLOOR;
       }
-      /* softmax_n(Ys) = s' exp(-lmu), or exp(ls' - lmu) when a column's mass is too small for exp(-lmu) */
-      for (int64_t j = 0; j < d; j++) Ymu[j] = (tiny ? 1 : rl_exp(-lmu[j])) * (colG[j] - dC[j]);
+      /* softmax_n(Ys) = E scale exp(-lmu), or exp(ls' - lmu) when a column's mass is too small for exp(-lmu) */
+      for (int64_t j = 0; j < d; j++) Ymu[j] = (tiny ? 1 : scale[j] * rl_exp(-lmu[j])) * (colG[j] - dC[j]);
       if (tiny) {
         for (int64_t i = 0; i < n; i++) {
           const real *ysr = lsn + i * d;
@@ -285,15 +298,15 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     if (!tail)
       for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * (rl_exp(leta2[i]) - rl_exp(leta[i]));
     for (int64_t i = 0; i < n; i++) {
-      const real *lti = lt + i * d, *sv = Sn + i * d, *sg = sigma + i * d;
-      real *gz = Gz + i * d, *gl = Gls + i * d, *si = Si + i * d, *gx = g->gx + i * d;
+      const real *lti = lt + i * d, *ui = Uk + i * d, *ei = Ek + i * d, *sg = sigma + i * d;
+      real *gz = Gz + i * d, *gl = Gls + i * d, *gx = g->gx + i * d, rsci = rsc[i];
       real a_g[RL_LANES];
       rl_lanes_fill(a_g, 0);
       /* steps 4 (G_Ys), 3 and 2 up to the row sum: t, Gz + dYs/dz G_Ys and Glt_tot into the row buffers */
       if (tail) {
         const real *ext = g->glog + i * d;
         RL_ROW_LOOP(d, {
-          trow[j] = rl_exp(lti[j]);
+          trow[j] = ui[j] * rsci;
           grow[j] = ext[j];
           zrow[j] = 0;
           a_g[ln] += ext[j];
@@ -309,7 +322,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         ** the rho / a1 sums stay accurate when rho is small */
         if (quad)
           RL_ROW_LOOP(d, {
-            real t = rl_exp(lti[j]);
+            real t = ui[j] * rsci;
             real gy = gl[j] - sg[j] * Ymu[j];
             real gt = r * gz[j] - g2i - a1 * c * gy;
             real glt = gy + gt * t;
@@ -319,11 +332,11 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             a_g[ln] += glt;
             a_z[ln] += gy * t;
             a_y[ln] += gy * (ysr[j] - lti[j]);
-            a_zt[ln] += gz[j] * (t - sv[j]);
+            a_zt[ln] += gz[j] * (t - ei[j] * scale[j]);
           });
         else
           RL_ROW_LOOP(d, {
-            real t = rl_exp(lti[j]);
+            real t = ui[j] * rsci;
             real gy = gl[j] - sg[j] * Ymu[j];
             real gt = r * gz[j] - g2i;
             real glt = rc * gy + gt * t;
@@ -333,7 +346,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             a_g[ln] += glt;
             a_z[ln] += gy * ysr[j];
             a_y[ln] += gy * (lti[j] - ysr[j]);
-            a_zt[ln] += gz[j] * (t - sv[j]);
+            a_zt[ln] += gz[j] * (t - ei[j] * scale[j]);
           });
         rl_lanes_fold(Dz, a_z, 1);
         rl_lanes_fold(Dy, a_y, 1);
@@ -354,13 +367,12 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       rl_lanes_fill(a_yt, 0);
       rl_lanes_fill(a_s, 0);
       if (k) {
-        const real *lsi = ls + i * d;
+        const real *lsi = ls + i * d, *epi = Ep + i * d;
         if (quad)
           RL_ROW_LOOP(d, {
-            real gyt = grow[j] - trow[j] * sc, sv2 = rl_exp(lsi[j]);
+            real gyt = grow[j] - trow[j] * sc, sv2 = epi[j] * scalep[j];
             gx[j] += gyt * ir;
             gz[j] = zrow[j] - gyt * ir;
-            si[j] = sv2;
             gl[j] = gyt - a1ir * gyt * sv2;
             a_yt[ln] += gyt * (lti[j] - lsi[j]);
             a_s[ln] += gyt * sv2;
@@ -370,7 +382,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             real gyt = grow[j] - trow[j] * sc;
             gx[j] += gyt * ir;
             gz[j] = zrow[j] - gyt * ir;
-            si[j] = rl_exp(lsi[j]);
             gl[j] = gyt;
             a_yt[ln] += gyt * (lti[j] - lsi[j]);
           });
@@ -421,9 +432,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     gsr[ROTP_G_A2] += ga2;
     gsr[ROTP_G_A3] += ga3;
     gsr[ROTP_G_RHO] += gr;
-    real *sw = Sn;
-    Sn = Si;
-    Si = sw;
   }
   for (int64_t j = 0; j < d; j++) g->glp0[j] += gmu[j];
   for (int64_t i = 0; i < n; i++) g->glq0[i] += geta[i];
