@@ -210,9 +210,9 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   }
 }
 
-/* Reverse of one set. Per iteration (but the last, which has only its t-step): the vector steps 9-6, then pass 1
-** (steps 5, 8, 9 on s': the total adjoint of ls' and its column sums) and pass 2, row by row: steps 4 (G_Ys), 3, 2
-** (G_Yt) in one row loop, step 1 in a second. t and s' are the forward's (U and E of the trace with their scales),
+/* Reverse of one set. Per iteration (but the last, which has only its t-step): the vector steps 9-6, then one pass,
+** row by row: steps 4 (G_Ys), 3, 2 (G_Yt) in one row loop, step 1 and the previous iteration's steps 5, 8 on s' (the
+** total adjoint of its ls' with the column sums that its step 4 needs) in a second. t and s' are the forward's (U and E of the trace with their scales),
 ** so the reverse takes no exp per entry: with 2 threads, reading them costs less than recomputing them (BADMM-E f+b
 ** -10%, though the trace doubles: 4 N x D per iteration). The adjoint of s (BADMM-Q) is folded into that of ls at
 ** once (s = exp(ls)). */
@@ -259,23 +259,14 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         rotp_badmm_compat_marginal_backward(n, r, a3, leta, s->lq0, z2, leta2, geta, cgeta, g->glq0, &gr, &ga3);
         rotp_badmm_compat_marginal_backward(d, r, a2, lmu, s->lp0, z1, lmu2, gmu, cgmu, g->glp0, &gr, &ga2);
       }
-      /* pass 1: steps 5, 8 on s' and step 4's total adjoint of ls' (in place) with its column sums */
-      memset(colG, 0, (size_t)d * sizeof(real));
-      for (int64_t i = 0; i < n; i++) {
-        const real *ei = Ek + i * d, *gz = Gz + i * d;
-        real *gl = Gls + i * d;
-        RL_ROW_LOOP(d, {
-          real sp = ei[j] * scale[j];
-          real gv = gl[j] - r * (gz[j] + g1[j]) * sp;
-          gl[j] = gv;
-          colG[j] += gv;
-        });
-      }
+      /* steps 5, 8 on s' and step 4's total adjoint of ls' with its column sums colG: made by iteration k + 1's
+      ** last row loop (below) */
       int tiny = 0;
       for (int64_t j = 0; j < d; j++) {
         gr += (double)g1[j] * (rl_exp(lmu2[j]) - rl_exp(lmu[j])); /* colsum(s') = exp(lmu) by step 4 */
         gmu[j] += colG[j];
         tiny |= lmu[j] < (real)ROTP_LOG_MARGIN_FLOOR;
+        g1[j] -= cgmu[j]; /* the z1 adjoint entering iteration k - 1 (pass 2 does not read it) */
       }
       /* softmax_n(Ys) = E scale exp(-lmu), or exp(ls' - lmu) when a column's mass is too small for exp(-lmu) */
       for (int64_t j = 0; j < d; j++) Ymu[j] = (tiny ? 1 : scale[j] * rl_exp(-lmu[j])) * (colG[j] - dC[j]);
@@ -295,6 +286,8 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     for (int l = 0; l < RL_LANES; l++) Dz[l] = Dy[l] = Dzt[l] = Dyt[l] = Ds[l] = 0;
     double drs = 0; /* step 9's sum_i g2_i (exp(leta2_i) - rowsum(t)_i), rowsum(t) = exp(leta) by step 2 */
     for (int64_t i = 0; i < n; i++) eml[i] = rl_exp(-leta[i]); /* softmax_d(Yt) = t exp(-leta) (see below) */
+    real rp = k ? o->steps[k - 1].rho : 0; /* iteration k - 1's, for its steps 5 and 8 done here */
+    if (k) memset(colG, 0, (size_t)d * sizeof(real));
     if (!tail)
       for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * (rl_exp(leta2[i]) - rl_exp(leta[i]));
     for (int64_t i = 0; i < n; i++) {
@@ -361,8 +354,9 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         for (int64_t j = 0; j < d; j++) trow[j] = rl_exp(lti[j] - leta[i]);
         sc = rG - dR[i];
       }
-      /* step 2's G_Yt and step 1: gx, Gz, the adjoint of ls (+ BADMM-Q: of s = exp(ls)), s for the next iteration;
-      ** the row constant R - leta of Yt - ls is dropped from the rho dot (added back below: rows of G_Yt sum to dR) */
+      /* step 2's G_Yt and step 1: gx, Gz, the adjoint of ls (+ BADMM-Q: of s = exp(ls)); the row constant R - leta
+      ** of Yt - ls is dropped from the rho dot (added back below: rows of G_Yt sum to dR). ls is ls'_{k-1}: iteration
+      ** k - 1's steps 5 and 8 (on s'_{k-1}) follow at once, giving the total adjoint of ls'_{k-1} and its column sums */
       real a_yt[RL_LANES], a_s[RL_LANES];
       rl_lanes_fill(a_yt, 0);
       rl_lanes_fill(a_s, 0);
@@ -371,18 +365,24 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         if (quad)
           RL_ROW_LOOP(d, {
             real gyt = grow[j] - trow[j] * sc, sv2 = epi[j] * scalep[j];
+            real gzv = zrow[j] - gyt * ir;
+            real gv = gyt - a1ir * gyt * sv2 - rp * (gzv + g1[j]) * sv2;
             gx[j] += gyt * ir;
-            gz[j] = zrow[j] - gyt * ir;
-            gl[j] = gyt - a1ir * gyt * sv2;
+            gz[j] = gzv;
+            gl[j] = gv;
+            colG[j] += gv;
             a_yt[ln] += gyt * (lti[j] - lsi[j]);
             a_s[ln] += gyt * sv2;
           });
         else
           RL_ROW_LOOP(d, {
             real gyt = grow[j] - trow[j] * sc;
+            real gzv = zrow[j] - gyt * ir;
+            real gv = gyt - rp * (gzv + g1[j]) * (epi[j] * scalep[j]);
             gx[j] += gyt * ir;
-            gz[j] = zrow[j] - gyt * ir;
-            gl[j] = gyt;
+            gz[j] = gzv;
+            gl[j] = gv;
+            colG[j] += gv;
             a_yt[ln] += gyt * (lti[j] - lsi[j]);
           });
       } else {
@@ -422,7 +422,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       double kc = rotp_badmm_shift_dot(d, dC, C, lmu); /* Ys = ls' + C - lmu */
       ga1 -= c * (quad ? dz : dz + kc);
       gr += quad ? -c * (dy + kc) : c * (dy - kc);
-      for (int64_t j = 0; j < d; j++) g1[j] -= cgmu[j];
       for (int64_t i = 0; i < n; i++) g2[i] -= cgeta[i];
     }
     gr -= ir * (dyt + rotp_badmm_shift_dot(n, dR, R, leta)); /* Yt - ls = lt - ls + R - leta */
