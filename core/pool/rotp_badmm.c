@@ -27,7 +27,7 @@
 **
 ** Trace per iteration: lt_k and ls'_k (N x D each, log domain; no ls' for the last) and the vectors lmu, leta, z1,
 ** z2 entering it with its two log-sum-exps; this general path's backward recomputes t and s' from them (two exp
-** passes per iteration; the fused a0 = 0 path keeps them, rotp_badmm_fused.c) and never needs z: every quantity it
+** passes per iteration; the fused a0 = 0 path keeps them: rotp_badmm_fused_voff) and never needs z: every quantity it
 ** uses is a function of (lt, ls', the vectors).
 */
 #include <math.h>
@@ -42,15 +42,15 @@ int64_t rotp_badmm_vblk(int64_t n, int64_t d) { return 3 * (n + d); }
 
 size_t rotp_badmm_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
   int64_t T = o->iters;
-  return (size_t)(rotp_badmm_xoff(T, n, d) +
-                  (o->structure ? 2 * T * ROTP_STRUCT_KEEP(d) : rotp_badmm_fused_trace_extra(T, n, d)));
+  if (!o->structure) return (size_t)(rotp_badmm_fused_voff(T, n * d) + T * (vblk(n, d) + n + d));
+  return (size_t)(rotp_badmm_voff(T, n * d) + T * vblk(n, d) + 2 * T * ROTP_STRUCT_KEEP(d));
 }
 
 /* The structure path's kept products (rotp_struct_apply): M(s) of iteration k in slot 2k, M(t) in slot 2k + 1. */
 static real *struct_keep(const rotp_opts *o, const rotp_set *s, int64_t slot) {
   int64_t n = s->n, d = s->d, T = o->iters;
   if (!s->trace) return NULL;
-  return s->trace + rotp_badmm_xoff(T, n, d) + slot * ROTP_STRUCT_KEEP(d);
+  return s->trace + rotp_badmm_voff(T, n * d) + T * vblk(n, d) + slot * ROTP_STRUCT_KEEP(d);
 }
 
 size_t rotp_badmm_work_size(const rotp_opts *o, int64_t n, int64_t d) {

@@ -1,8 +1,8 @@
 /*
 ** rotp_badmm_fused.c -- BADMM without the structure term (a0 = 0), forward and reverse, fused so that an iteration
 ** makes two passes over the set, each a few row loops that stay in L1: the same arithmetic as rotp_badmm.c's
-** general path, whose header gives the iteration, the trace layout (to which this path adds t and s' of each
-** iteration: rotp_badmm_xoff) and why the last iteration stops after its t-step. Row loops run in lane chunks
+** general path, whose header gives the iteration and why the last iteration stops after its t-step; the trace
+** layout is rotp_badmm_fused_voff's. Row loops run in lane chunks
 ** (RL_ROW_LOOP).
 */
 #include <math.h>
@@ -38,8 +38,8 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   real *vec = w + 9 * nd;
   real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cg = colsum + d, *rg = cg + d, *scb = rg + n,
        *shift = scb + d, *rsb = shift + d, *cmx = rsb + n, *Ymu = cmx + d; /* Ymu: n + d scratch */
-  real *tr = s->trace, *xt = tr ? tr + rotp_badmm_xoff(T, n, d) : NULL, *xsc = tr ? xt + (2 * T - 1) * nd : NULL;
-  real *v0 = tr ? tr + rotp_badmm_voff(T, nd) : vec;
+  real *tr = s->trace, *vtr = tr ? tr + rotp_badmm_fused_voff(T, nd) : NULL, *xsc = tr ? vtr + T * vb : NULL;
+  real *v0 = tr ? vtr : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
   memcpy(v0 + d, s->lq0, (size_t)n * sizeof(real));
   memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
@@ -47,16 +47,16 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
     int last = k == T - 1;
     const rotp_step *st = &o->steps[k];
     real r = st->rho, a1 = st->a1, ir = 1 / r, c = quad ? 1 / r : 1 / (a1 + r), a1q = quad ? a1 : 0;
-    real *vc = tr ? tr + rotp_badmm_voff(T, nd) + k * vb : vec + (k & 1) * vb;
+    real *vc = tr ? vtr + k * vb : vec + (k & 1) * vb;
     real *lmu = vc, *leta = lmu + d, *R = leta + 2 * n + d, *C = R + n; /* [lmu][leta][z1][z2][R][C] */
-    real *lt = tr ? tr + 2 * k * nd : LT;
-    real *ys = tr ? tr + (2 * k + 1) * nd : LS; /* Ys of iteration k, made ls'_k by the next row pass */
-    real *yp = k ? (tr ? tr + (2 * k - 1) * nd : LS) : NULL;
-    real rp = k ? o->steps[k - 1].rho : 0;
-    /* t_k = U_k rsc_k (row scales) and s'_k = E_k scale_k (column scales): kept per iteration in the trace, in place
-    ** in the work buffers when not recording */
-    real *Uc = tr ? xt + k * nd : U, *Up = tr && k ? Uc - nd : U, *Ec = tr ? xt + (T + k) * nd : E,
-         *Ep = tr && k ? Ec - nd : E;
+    /* the trace's slots of iteration k (rotp_badmm_fused_voff; in place in the work buffers when not recording):
+    ** lt (the last iteration's: lplan), Ys made ls'_k by the next row pass, U and E (t_k = U_k rsc_k, the last
+    ** iteration's in plan; s'_k = E_k scale_k), the row and column scales */
+    real *slk = tr && !last ? tr + 4 * k * nd : NULL, *slp = tr && k ? tr + 4 * (k - 1) * nd : NULL;
+    real *lt = last ? s->lplan : slk ? slk : LT, *ys = last ? NULL : slk ? slk + nd : LS;
+    real *yp = k ? (slp ? slp + nd : LS) : NULL, rp = k ? o->steps[k - 1].rho : 0;
+    real *Uc = last ? s->plan : slk ? slk + 2 * nd : U, *Up = slp ? slp + 2 * nd : U;
+    real *Ec = last ? NULL : slk ? slk + 3 * nd : E, *Ep = slp ? slp + 3 * nd : E;
     real *rsc = tr ? xsc + k * (n + d) : rsb, *rscp = tr && k ? rsc - (n + d) : rsb;
     real *scale = tr ? rsc + n : scb, *scalep = tr && k ? rscp + n : scb;
     /* the row pass */
@@ -118,12 +118,10 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
       rsc[i] = sc;
       rowsum[i] = sc * sum;
       if (last) {
-        real sh = leta[i] - Ri, *pl = s->plan + i * d, *lpl = s->lplan + i * d;
+        real sh = leta[i] - Ri; /* lt and u are the plan's rows here */
         RL_ROW_LOOP(d, {
-          real l = lti[j] + sh;
-          lti[j] = l;
-          lpl[j] = l;
-          pl[j] = ui[j] * sc;
+          lti[j] += sh;
+          ui[j] *= sc;
         });
       }
     }
@@ -202,7 +200,7 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
       cg[j] = cmx[j];        /* the next iteration's stabiliser */
     }
     /* the marginals of the next iteration: steps 6'-7', or the authors' 6-9 */
-    real *vn = tr ? tr + rotp_badmm_voff(T, nd) + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
+    real *vn = tr ? vtr + (k + 1) * vb : vec + ((k + 1) & 1) * vb;
     if (o->compat)
       rotp_badmm_compat_marginals(st, s, vc, vn, rowsum, colsum, Ymu);
     else
@@ -225,8 +223,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   real *colG = vx, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
        *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
        *eml = zrow + d, *dC = eml + n, *dR = dC + d;
-  const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd), *xt = tr + rotp_badmm_xoff(T, n, d);
-  const real *xsc = xt + (2 * T - 1) * nd;
+  const real *tr = s->trace, *vtr = tr + rotp_badmm_fused_voff(T, nd), *xsc = vtr + T * vb;
   memset(gmu, 0, (size_t)d * sizeof(real));
   memset(geta, 0, (size_t)n * sizeof(real));
   memset(g1, 0, (size_t)d * sizeof(real));
@@ -241,10 +238,12 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     real r = st->rho, a1 = st->a1, a2 = st->a2, a3 = st->a3;
     const real *vc = vtr + k * vb;
     const real *lmu = vc, *leta = lmu + d, *z1 = leta + n, *z2 = z1 + d, *R = z2 + n, *C = R + n;
-    const real *lt = tr + 2 * k * nd, *lsn = tr + (2 * k + 1) * nd, *ls = k ? tr + (2 * k - 1) * nd : NULL;
-    /* t_k = U_k rsc_k, s'_k = E_k scale_k, s'_{k-1} = E_{k-1} scale_{k-1} (the forward's, rotp_badmm_xoff) */
-    const real *Uk = xt + k * nd, *rsc = xsc + k * (n + d), *Ek = xt + (T + k) * nd, *scale = rsc + n;
-    const real *Ep = Ek - nd, *scalep = scale - (n + d);
+    /* the forward's slots (rotp_badmm_fused_voff): lt_k, ls'_k, t_k = U_k rsc_k, s'_k = E_k scale_k, and ls', s' of
+    ** iteration k - 1; the last iteration's lt and t are lplan and plan */
+    const real *slk = tail ? NULL : tr + 4 * k * nd, *slp = k ? tr + 4 * (k - 1) * nd : NULL;
+    const real *lt = tail ? s->lplan : slk, *lsn = tail ? NULL : slk + nd, *ls = k ? slp + nd : NULL;
+    const real *Uk = tail ? s->plan : slk + 2 * nd, *Ek = tail ? NULL : slk + 3 * nd, *Ep = k ? slp + 3 * nd : NULL;
+    const real *rsc = xsc + k * (n + d), *scale = rsc + n, *scalep = k ? scale - (n + d) : NULL;
     const real *leta2 = NULL, *sigma = Ek; /* softmax_n(Ys) = E Ymu (Ymu: exp(-lmu) and the scale folded in) */
     double gr = 0, ga1 = 0, ga2 = 0, ga3 = 0;
     if (!tail) {
@@ -291,8 +290,9 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     if (!tail)
       for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * (rl_exp(leta2[i]) - rl_exp(leta[i]));
     for (int64_t i = 0; i < n; i++) {
-      const real *lti = lt + i * d, *ui = Uk + i * d, *ei = Ek + i * d, *sg = sigma + i * d;
-      real *gz = Gz + i * d, *gl = Gls + i * d, *gx = g->gx + i * d, rsci = rsc[i];
+      const real *lti = lt + i * d, *ui = Uk + i * d;
+      const real *ei = tail ? NULL : Ek + i * d, *sg = tail ? NULL : sigma + i * d;
+      real *gz = Gz + i * d, *gl = Gls + i * d, *gx = g->gx + i * d, rsci = tail ? 1 : rsc[i]; /* plan = t */
       real a_g[RL_LANES];
       rl_lanes_fill(a_g, 0);
       /* steps 4 (G_Ys), 3 and 2 up to the row sum: t, Gz + dYs/dz G_Ys and Glt_tot into the row buffers */

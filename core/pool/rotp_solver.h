@@ -74,15 +74,11 @@ void rotp_sinkhorn_fixed_point(const rotp_opts *o, const rotp_set *s, real *u, r
 ** ls'_k at (2k + 1) nd for k < T - 1 (the last iteration stops after its t-step), then T vector blocks of vblk. */
 int64_t rotp_badmm_vblk(int64_t n, int64_t d);
 static inline int64_t rotp_badmm_voff(int64_t T, int64_t nd) { return (2 * T - 1) * nd; }
-/* After the vector blocks: the structure path's kept products, or the fused path's t and s' of each iteration as
-** exp(Y - g) with their row / column scales (rotp_badmm_fused.c): U_k at k nd, E_k at (T + k) nd (k < T - 1), then
-** per iteration the row scales (n) and the column scales (d). */
-static inline int64_t rotp_badmm_xoff(int64_t T, int64_t n, int64_t d) {
-  return rotp_badmm_voff(T, n * d) + T * rotp_badmm_vblk(n, d);
-}
-static inline int64_t rotp_badmm_fused_trace_extra(int64_t T, int64_t n, int64_t d) {
-  return (2 * T - 1) * n * d + T * (n + d);
-}
+/* The fused path (a0 = 0, rotp_badmm_fused.c) keeps t and s' too, and no slot for the last iteration (its lt and t
+** are the plan's, lplan and plan): per iteration k < T - 1, lt_k at 4k nd, Ys_k / ls'_k at (4k + 1) nd, and t_k, s'_k
+** as U_k = exp(Yt - g) at (4k + 2) nd and E_k = exp(Ys - g) at (4k + 3) nd; then T vector blocks of vblk and per
+** iteration the row scales (n) and column scales (d) with t = U rsc, s' = E scale. */
+static inline int64_t rotp_badmm_fused_voff(int64_t T, int64_t nd) { return 4 * (T - 1) * nd; }
 void rotp_log_softmax(int64_t n, const real *y, real *out);
 double rotp_badmm_shift_dot(int64_t m, const real *g, const real *a, const real *b);
 void rotp_badmm_compat_marginals(const rotp_step *st, const rotp_set *s, const real *vc, real *vn, const real *rowsum,
