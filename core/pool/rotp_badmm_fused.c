@@ -210,10 +210,10 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
 
 /* Reverse of one set. Per iteration (but the last, which has only its t-step): the vector steps 9-6, then one pass,
 ** row by row: steps 4 (G_Ys), 3, 2 (G_Yt) in one row loop, step 1 and the previous iteration's steps 5, 8 on s' (the
-** total adjoint of its ls' with the column sums that its step 4 needs) in a second. t and s' are the forward's (U and E of the trace with their scales),
-** so the reverse takes no exp per entry: with 2 threads, reading them costs less than recomputing them (BADMM-E f+b
-** -10%, though the trace doubles: 4 N x D per iteration). The adjoint of s (BADMM-Q) is folded into that of ls at
-** once (s = exp(ls)). */
+** total adjoint of its ls' with the column sums that its step 4 needs) in a second. t and s' are the forward's (U
+** and E of the trace with their scales), so the reverse takes no exp per entry: with 2 threads, reading them costs
+** less than recomputing them (BADMM-E f+b -10%, though the trace doubles: 4 N x D per iteration). The adjoint of s
+** (BADMM-Q) is folded into that of ls at once (s = exp(ls)). */
 RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
@@ -355,8 +355,9 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         sc = rG - dR[i];
       }
       /* step 2's G_Yt and step 1: gx, Gz, the adjoint of ls (+ BADMM-Q: of s = exp(ls)); the row constant R - leta
-      ** of Yt - ls is dropped from the rho dot (added back below: rows of G_Yt sum to dR). ls is ls'_{k-1}: iteration
-      ** k - 1's steps 5 and 8 (on s'_{k-1}) follow at once, giving the total adjoint of ls'_{k-1} and its column sums */
+      ** of Yt - ls is dropped from the rho dot (added back below: rows of G_Yt sum to dR). ls is ls'_{k-1}:
+      ** iteration k - 1's steps 5 and 8 (on s'_{k-1}) follow at once, giving the total adjoint of ls'_{k-1} and its
+      ** column sums */
       real a_yt[RL_LANES], a_s[RL_LANES];
       rl_lanes_fill(a_yt, 0);
       rl_lanes_fill(a_s, 0);
