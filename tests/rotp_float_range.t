@@ -7,13 +7,21 @@
 -- gradients 1e-2 of theirs (as the golden float checks).
 local t = require("rotlab.tap")()
 
-local bin = ROTLAB_ROOT .. "/build/bin/"
-if not io.open(bin .. "rotlab-double") then t:skip_all("build/bin/rotlab-double missing (make)") end
+-- the builds on PATH (the sanitizer run puts its own first), else this tree's
+local function binary(name)
+  local p = io.popen("command -v " .. name .. " 2>/dev/null")
+  local found = p:read("l")
+  p:close()
+  if found and found ~= "" then return found end
+  return ROTLAB_ROOT .. "/build/bin/" .. name
+end
+local bins = { rotlab = binary("rotlab"), ["rotlab-double"] = binary("rotlab-double") }
+if not io.open(bins["rotlab-double"]) then t:skip_all("rotlab-double missing (make)") end
 local case = ROTLAB_ROOT .. "/tests/fixtures/rotp_range_case.lua"
 
 -- the case's numbers (outputs, then the input gradient) as printed by one build
 local function run(build, args)
-  local p = io.popen(("'%s%s' run '%s' %s 2>&1"):format(bin, build, case, args))
+  local p = io.popen(("'%s' run '%s' %s 2>&1"):format(bins[build], case, args))
   local out = p:read("a")
   local ok = p:close()
   local v = {}
