@@ -78,11 +78,13 @@ static void marginal_step(int64_t m, real c, real a, const real *X, const real *
 
 /* Reverse of marginal_step: g = dL/dl' on entry, 0 on return; writes dX, adds to gprior (dL/dlprior), *gc (dL/dc)
 ** and *ga (dL/da). */
-static void marginal_step_backward(int64_t m, real c, real a, const real *X, const real *lprior, const real *l2,
-                                   real *g, real *dX, real *gprior, double *gc, double *ga) {
+RL_HOT static void marginal_step_backward(int64_t m, real c, real a, const real *X, const real *lprior,
+                                          const real *l2, real *g, real *dX, real *gprior, double *gc, double *ga) {
   double sum = 0, dc = 0, da = 0;
+#pragma omp simd reduction(+ : sum)
   for (int64_t i = 0; i < m; i++) sum += g[i];
   real im = 1 / (c + a);
+#pragma omp simd reduction(+ : dc, da)
   for (int64_t i = 0; i < m; i++) {
     real Y = (c * X[i] + a * lprior[i]) * im;
     real gy = g[i] - rl_exp(l2[i]) * (real)sum;
