@@ -43,6 +43,9 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
   memcpy(v0 + d, s->lq0, (size_t)n * sizeof(real));
   memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
+  real *ep = Ymu;
+  if (quad)
+    for (int64_t j = 0; j < d; j++) ep[j] = rl_exp(s->lp0[j]);
   for (int64_t k = 0; k < T; k++) {
     int last = k == T - 1;
     const rotp_step *st = &o->steps[k];
@@ -84,11 +87,11 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
           mm[ln] = yt > mm[ln] ? yt : mm[ln];
         });
       } else {
-        real q = s->lq0[i];
-        if (quad)
+        real q = s->lq0[i], eq = rl_exp(q);
+        if (quad) /* s_0 = exp(lq0) exp(lp0) (ep: exp(lp0), in the Ymu scratch until the first column pass) */
           RL_ROW_LOOP(d, {
             real lsv = q + s->lp0[j];
-            real yt = (xi[j] - a1 * rl_exp(lsv)) * ir + lsv;
+            real yt = (xi[j] - a1 * (eq * ep[j])) * ir + lsv;
             zi[j] = 0;
             lti[j] = yt;
             mm[ln] = yt > mm[ln] ? yt : mm[ln];
@@ -222,7 +225,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   real *vx = w + 9 * nd + 2 * vb;
   real *colG = vx, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
        *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
-       *eml = zrow + d, *dC = eml + n, *dR = dC + d;
+       *eml = zrow + d, *dC = eml + n, *dR = dC + d, *ep = dR + n;
   const real *tr = s->trace, *vtr = tr + rotp_badmm_fused_voff(T, nd), *xsc = vtr + T * vb;
   memset(gmu, 0, (size_t)d * sizeof(real));
   memset(geta, 0, (size_t)n * sizeof(real));
@@ -232,6 +235,8 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   memset(cgeta, 0, (size_t)n * sizeof(real));
   memset(dC, 0, (size_t)d * sizeof(real));
   memset(dR, 0, (size_t)n * sizeof(real));
+  if (quad)
+    for (int64_t j = 0; j < d; j++) ep[j] = rl_exp(s->lp0[j]);
   for (int64_t k = T - 1; k >= 0; k--) {
     int tail = k == T - 1; /* only the t-step reaches the plan: every other adjoint is still 0 */
     const rotp_step *st = &o->steps[k];
@@ -388,13 +393,13 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
           });
       } else {
         /* ls_0 = lq0 + lp0: its adjoint goes to the priors at once (BADMM-Q: with the s_0 = exp(ls_0) term) */
-        real q = s->lq0[i], a_l[RL_LANES], *glp0 = g->glp0;
+        real q = s->lq0[i], eq = rl_exp(q), a_l[RL_LANES], *glp0 = g->glp0;
         const real *lp0 = s->lp0;
         rl_lanes_fill(a_l, 0);
         if (quad)
           RL_ROW_LOOP(d, {
             real lsv = q + lp0[j];
-            real gyt = grow[j] - trow[j] * sc, sv2 = rl_exp(lsv);
+            real gyt = grow[j] - trow[j] * sc, sv2 = eq * ep[j]; /* s_0 = exp(lq0 + lp0) */
             real glv = gyt - a1ir * gyt * sv2;
             gx[j] += gyt * ir;
             glp0[j] += glv;
