@@ -132,6 +132,34 @@ do
   gc.check(t, rotp(opts(base, { grad = "implicit", rng = rl.rng(1) })), s, "FD implicit T=300", { tol = 1e-6 })
 end
 
+------------------------------------------------------------------ no input gradient: the same parameter gradients
+-- backward(input, grad, false) skips the structure term's paths to x alone (through c1, c2, the normalisers):
+-- every parameter's gradient must be what the full backward gives.
+do
+  local D = 5
+  local s = batch(11, { 6, 9, 4 }, D)
+  local W = rl.randn(rl.rng(3), 3, D)
+  for _, o in ipairs { { solver = "sinkhorn", alpha0 = "learn", q0 = "learn" }, { solver = "badmm-e", alpha0 = "learn" },
+    { solver = "badmm-q", alpha0 = "learn", p0 = "learn" }, { solver = "badmm-e", q0 = "learn" } } do
+    local base = opts({ dim = D, iters = 3 }, o)
+    local mf, mn = rotp(opts(base, { rng = rl.rng(5) })), rotp(opts(base, { rng = rl.rng(5) }))
+    mf:forward(s)
+    mn:forward(s)
+    local gx = mf:backward(s, W, true)
+    local none = mn:backward(s, W, false)
+    local worst, names = 0, {}
+    for i, p in ipairs(mf:parameters()) do
+      local q = mn:parameters()[i]
+      local scale = math.max(1e-300, p.grad:max(), -p.grad:min())
+      worst = math.max(worst, p.grad:maxdiff(q.grad) / scale)
+      names[#names + 1] = p.name
+    end
+    t:ok(gx ~= nil and none == nil and #names > 0 and worst < 1e-12,
+      ("%s: backward without the input gradient gives the same gradients of %s (max rel diff %.1e)")
+        :format(describe(o), table.concat(names, ", "), worst))
+  end
+end
+
 ------------------------------------------------------------------ Theorem 1: permutation invariance
 do
   local D = 6

@@ -254,13 +254,16 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     return rl_fail(RL_ESTATE, "rotp: backward needs a forward in training mode (the last forward ran in eval mode "
                               "and kept no iteration state)");
   int rc = 0, one = !c->debug;
+  /* without an input gradient (gx_out NULL, no debug) the structure's paths to x alone (through c1, c2 and the
+  ** normalisers) are skipped: about a third of learned alpha0's matrix products */
+  int xgrad = gx_out || c->debug;
   real *gx = one && gx_out ? gx_out : wsr(&r->w_gx, (size_t)(R * D), &rc);
   real *gxs = one ? gx : wsr(&r->w_gxs, (size_t)(R * D), &rc);
   real *gxo = !one && gy ? wsr(&r->w_out, (size_t)(R * D), &rc) : NULL;
   real *gP = wsr(&r->w_gplan, (size_t)(R * D), &rc);
   real *glp0 = wsr(&r->w_glp0, (size_t)(B * D), &rc), *gp0 = wsr(&r->w_gp0, (size_t)(B * D), &rc);
   real *glq0 = wsr(&r->w_glq0, (size_t)R, &rc), *gq0 = wsr(&r->w_gq0, (size_t)R, &rc);
-  real *gc1 = c->structure ? wsr(&r->w_gc1, (size_t)(B * D * D), &rc) : NULL;
+  real *gc1 = c->structure && xgrad ? wsr(&r->w_gc1, (size_t)(B * D * D), &rc) : NULL;
   double *sdot = wsb(&r->w_sdot, (size_t)B * sizeof(double), &rc);
   double *gstep = wsb(&r->w_gstep, (size_t)(B * T * RL_ROTP_NALPHA) * sizeof(double), &rc);
   int64_t *c2off = NULL;
@@ -310,7 +313,7 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     rotp_grads g;
     g.glog = gP + o * D;
     g.gx = gxb;
-    g.gxs = gxs + o * D;
+    g.gxs = xgrad ? gxs + o * D : NULL;
     g.glp0 = glp0 + b * D;
     g.gp0 = gp0 + b * D;
     g.glq0 = glq0 + o;
@@ -328,7 +331,7 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     sdot[b] = g.sdot;
   }
   if (c->structure) rl_blas_set_threads(nth);
-  if (c->structure) rotp_structure_backward(r, in, gxs);
+  if (c->structure && xgrad) rotp_structure_backward(r, in, gxs);
   rotp_priors_backward(r, in, gx);
   /* parameters: raw[j_k] += sum over sets of dL/dvalue_k * softplus'(raw[j_k]) */
   for (int a = 0; a < RL_ROTP_NALPHA; a++) {

@@ -53,12 +53,12 @@ double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, rea
   }
   if (a0 == 0) return dot;
   /* gxs += (a0/s2) g (c1 Xt^T) = (a0/s2) g Wt^T (c1 symmetric); gc1 += (a0/s2) Xt^T Xg */
-  rl_gemm(0, 1, n, d, d, sc, g, d, Wt, d, 1, gxs, d);
-  rl_gemm(1, 0, d, d, d, sc, Xt, d, Xg, d, 1, gc1, d);
+  if (gxs) rl_gemm(0, 1, n, d, d, sc, g, d, Wt, d, 1, gxs, d);
+  if (gc1) rl_gemm(1, 0, d, d, d, sc, Xt, d, Xg, d, 1, gc1, d);
   /* W = Xg c1 (Wt is used up): gt += (a0/s2) X W, gxs += (a0/s2) t (c1 Xg^T) = (a0/s2) t W^T */
   rl_gemm(0, 0, d, d, d, 1, Xg, d, s->c1, d, 0, W, d);
   rl_gemm(0, 0, n, d, d, sc, s->x, d, W, d, 1, gt, d);
-  rl_gemm(0, 1, n, d, d, sc, t, d, W, d, 1, gxs, d);
+  if (gxs) rl_gemm(0, 1, n, d, d, sc, t, d, W, d, 1, gxs, d);
   return dot;
 }
 

@@ -105,7 +105,8 @@ void rotp_struct_apply(const rotp_set *s, const real *t, real *M, real *tmp, rea
 /* Reverse of M(t) scaled by a0, for the adjoint g = dL/d(M/a0... ) i.e. the term a0 M(t) with dL/d(a0 M) = g:
 **   gt += a0 c2 g c1;  gxs += a0 d<g, M>/dX through c2 (c1 through gc1);  gc1 += a0 (c2 t)^T g;
 **   gc2 += a0 g (t c1)^T when gc2 (debug). Returns <g, M(t)>. tmp: 3 d^2 (+ n d when gc2). kept: the forward's keep
-**   of the same t (NULL: recomputed from t). */
+**   of the same t (NULL: recomputed from t). gxs and gc1 (both X's alone) may be NULL when no input gradient is
+**   wanted: their products (half the n d^2 work) are skipped. */
 double rotp_struct_backward(const rotp_set *s, const real *t, const real *g, real a0, real *gt, real *gxs, real *gc1,
                             real *gc2, real *tmp, const real *kept);
 /* d x d slots a structured solver keeps per use of the structure term (X^T t and W) */

@@ -58,14 +58,15 @@ local function wall_each(fn, repeats)
 end
 
 -- matrix-multiply flops of learned alpha0 (per set and use of the structure term): M(t) = X ((X^T t) c1) / s2 costs
--- 4 N D^2 + 2 D^3 forward; its reverse (dL/dt, dL/dc1, dL/dX through c2, rotp_kernels.c) needs X^T g, (X^T g) c1,
--- X (Xg c1), g (Xt c1)^T + t (Xg c1)^T and Xt^T Xg: 8 N D^2 + 4 D^3 given the forward's X^T t and (X^T t) c1 (kept
--- in the trace). Sinkhorn
--- uses the term once per outer step; BADMM twice per iteration, but the last iteration only once (its plan is the
--- t of that iteration, which needs M(s) alone).
+-- 4 N D^2 + 2 D^3 forward; its reverse (rotp_kernels.c) needs X^T g, (X^T g) c1 and X (Xg c1) for dL/dt: 4 N D^2 +
+-- 2 D^3 given the forward's X^T t and (X^T t) c1 (kept in the trace). The benchmark's backward asks for no input
+-- gradient (a pooling layer on fixed backbone features), so the paths to x alone -- g (Xt c1)^T + t (Xg c1)^T
+-- through c2 and Xt^T Xg through c1, another 4 N D^2 + 2 D^3 -- are not run. Sinkhorn uses the term once per outer
+-- step; BADMM twice per iteration, but the last iteration only once (its plan is the t of that iteration, which
+-- needs M(s) alone).
 local function gemm_flops(solver, T)
   local fwd = 4 * N * D * D + 2 * D * D * D
-  local bwd = 8 * N * D * D + 4 * D * D * D
+  local bwd = 4 * N * D * D + 2 * D * D * D
   local uses = solver == "sinkhorn" and T or 2 * T - 1
   return B * uses * (fwd + bwd), B * uses * fwd
 end
