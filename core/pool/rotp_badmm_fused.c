@@ -37,7 +37,7 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   real *E = w, *Z = E + nd, *U = Z + nd, *LS = U + nd, *LT = LS + nd; /* E = exp(Ys - g), U = exp(Yt - g) */
   real *vec = w + 9 * nd;
   real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cg = colsum + d, *rg = cg + d, *scb = rg + n,
-       *shift = scb + d, *rsb = shift + d, *cmx = rsb + n, *Ymu = cmx + d; /* Ymu: n + d scratch */
+       *shift = scb + d, *rsb = shift + d, *cmx = rsb + n, *gu = cmx + d, *Ymu = gu + n; /* Ymu: n + d scratch */
   real *tr = s->trace, *vtr = tr ? tr + rotp_badmm_fused_voff(T, nd) : NULL, *xsc = tr ? vtr + T * vb : NULL;
   real *v0 = tr ? vtr : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
@@ -115,20 +115,28 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
         });
       }
       rg[i] = m;
-      real sum = rl_lanes_sum(acc);
-      real Ri = g + rl_log(sum), sc = rl_exp(g - Ri + leta[i]);
+      gu[i] = g;
+      rowsum[i] = rl_lanes_sum(acc);
+    }
+    /* the row log-sum-exps and scales, over all rows at once (per row, their log and exp were a latency chain
+    ** between two row loops) */
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+      real Ri = gu[i] + rl_logv(rowsum[i]), sc = rl_exp(gu[i] - Ri + leta[i]);
       R[i] = Ri;
       rsc[i] = sc;
-      rowsum[i] = sc * sum;
-      if (last) {
-        real sh = leta[i] - Ri; /* lt and u are the plan's rows here */
+      rowsum[i] *= sc;
+    }
+    if (last) {
+      for (int64_t i = 0; i < n; i++) {
+        real sh = leta[i] - R[i], sc = rsc[i], *lti = lt + i * d, *ui = Uc + i * d; /* the plan's rows */
         RL_ROW_LOOP(d, {
           lti[j] += sh;
           ui[j] *= sc;
         });
       }
+      break;
     }
-    if (last) break;
     /* the column pass: step 2's lt = Yt - R + leta, step 3's Ys (into the ls' slot), step 4's exps at the column
     ** stabilisers with their sums (iteration 0: the column maxima only, the exps in a second pass below) */
     int exact = !k;
@@ -196,7 +204,7 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
       }
     }
     for (int64_t j = 0; j < d; j++) {
-      C[j] = cg[j] + rl_log(colsum[j]);
+      C[j] = cg[j] + rl_logv(colsum[j]);
       scale[j] = rl_exp(cg[j] - C[j] + lmu[j]);
       shift[j] = lmu[j] - C[j];
       colsum[j] *= scale[j]; /* colsum(s') */
