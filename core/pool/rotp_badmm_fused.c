@@ -2,8 +2,7 @@
 ** rotp_badmm_fused.c -- BADMM without the structure term (a0 = 0), forward and reverse, fused so that an iteration
 ** makes two passes over the set, each a few row loops that stay in L1: the same arithmetic as rotp_badmm.c's
 ** general path, whose header gives the iteration and why the last iteration stops after its t-step; the trace
-** layout is rotp_badmm_fused_voff's. Row loops run in lane chunks
-** (RL_ROW_LOOP).
+** layout is rotp_badmm_fused_voff's. Row loops run in lane chunks (RL_ROW_LOOP).
 */
 #include <math.h>
 #include <string.h>
@@ -25,11 +24,12 @@
 static inline int stab_ok(real m, real g) { return m - g <= ROTP_STAB_WINDOW && m - g >= -ROTP_STAB_WINDOW; }
 
 /* Forward of one set. Iteration k's row pass finishes the s-step of k-1 (ls' = Ys - C + lmu, s' = e scale,
-** z += r (t - s')) and runs the t-step of k: Yt into the lt slot with u = exp(Yt - g), the row log-sum-exp R, the
-** row's scale exp(g - R + leta) (t = u scale, kept as u and the scale). But for the last iteration, the column pass
-** then makes lt = Yt - R + leta, Ys with e = exp(Ys - g) and the column sums (iteration 0, which has no
-** stabilisers yet: the column maxima, then e in a second pass), and the vector steps 6-9 follow. Exps: one per entry
-** in each pass (the first s_0 of BADMM-Q: one more), plus those of redone rows and columns. */
+** z += r (t - s')) and runs the t-step of k: Yt into the lt slot with u = exp(Yt - g) and the row sums; then, for
+** all rows at once, the row log-sum-exps R and scales exp(g - R + leta) (t = u scale, kept as u and the scale).
+** But for the last iteration, the column pass then makes lt = Yt - R + leta, Ys with e = exp(Ys - g) and the column
+** sums (iteration 0, which has no stabilisers yet: the row maxima before the row's exps, the column maxima before
+** the column exps in a pass of their own), and the vector steps 6-9 follow. Exps: one per entry in each pass, plus
+** those of redone rows and columns. */
 RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
