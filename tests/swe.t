@@ -138,6 +138,31 @@ do
   t:ok(m:forward(x):maxdiff(y0) < 1e-12, "theta is weight-normalised: rescaling a row leaves the output unchanged")
 end
 
+-- A slice's flat embedding depends on its direction and the references alone, whatever L is: few directions are
+-- projected by a direct kernel (two points x four directions per pass, with remainders), many by a gemm; with the
+-- same first directions and references, L = 3, 5, 8 (the kernel) and L = 11 (the gemm) give the same slices.
+do
+  local d, M = 7, 6
+  local x = sets_of({ 5, 8, 1, 6 }, d)
+  local big = rl.pool.swe { dim = d, slices = 11, refs = M, rng = rl.rng(3) }
+  local th, R = big:param("theta"), big:param("reference")
+  local yb = big:forward(x)
+  for _, L in ipairs { 3, 5, 8 } do
+    local m = rl.pool.swe { dim = d, slices = L, refs = M, rng = rl.rng(4) }
+    local v = m:param("theta")
+    for l = 1, L do
+      for j = 1, d do v:set(l, j, th:get(l, j)) end
+    end
+    m:set_param("theta", v)
+    m:set_param("reference", R)
+    local y, worst = m:forward(x), 0
+    for b = 1, y:size(1) do
+      for k = 1, L * M do worst = math.max(worst, math.abs(y:get(b, k) - yb:get(b, k))) end
+    end
+    t:ok(worst < 1e-12, ("L = %d: its slices equal the first %d of L = 11 (max diff %.1e)"):format(L, L, worst))
+  end
+end
+
 -- ------------------------------------------------------------------------------------------------ SWE: the embedding
 do
   -- paper pairing (rank of r_m) and the authors' (argsort of R at m), against a direct computation, N = M
