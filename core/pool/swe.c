@@ -4,10 +4,9 @@
 ** the two output layouts, and the backward through the sorts (see swe.h).
 **
 ** Layout: projections are computed slice-major (L x total), per set by a gemm or, for few directions, a direct
-** kernel (project_set), so every (slice, set) segment is contiguous
-** and sorts in place; sets x slices run in parallel (OpenMP). The backward scatters the gradient of each sorted
-** position back through the permutation into a total x L matrix, then two gemms give the input and direction
-** gradients.
+** kernel (project_set), so every (slice, set) segment is contiguous and sorts in place; sets x slices run in
+** parallel (OpenMP). The backward scatters the gradient of each sorted position back through the permutation into a
+** total x L matrix, then two gemms give the input and direction gradients.
 */
 #include <math.h>
 #include <omp.h>
