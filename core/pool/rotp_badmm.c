@@ -42,7 +42,7 @@ int64_t rotp_badmm_vblk(int64_t n, int64_t d) { return 3 * (n + d); }
 
 size_t rotp_badmm_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
   int64_t T = o->iters;
-  if (!o->structure) return (size_t)(rotp_badmm_fused_voff(T, n * d) + T * (vblk(n, d) + n + d));
+  if (!o->structure) return (size_t)(rotp_badmm_fused_voff(T, n * d) + T * (vblk(n, d) + n + 2 * d));
   return (size_t)(rotp_badmm_voff(T, n * d) + T * vblk(n, d) + 2 * T * ROTP_STRUCT_KEEP(d));
 }
 

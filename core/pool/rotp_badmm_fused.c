@@ -37,7 +37,8 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   real *E = w, *Z = E + nd, *U = Z + nd, *LS = U + nd, *LT = LS + nd; /* E = exp(Ys - g), U = exp(Yt - g) */
   real *vec = w + 9 * nd;
   real *vx = vec + 2 * vb, *rowsum = vx, *colsum = rowsum + n, *cg = colsum + d, *rg = cg + d, *scb = rg + n,
-       *shift = scb + d, *rsb = shift + d, *cmx = rsb + n, *gu = cmx + d, *Ymu = gu + n; /* Ymu: n + d scratch */
+       *shift = scb + d, *rsb = shift + d, *cmx = rsb + n, *gu = cmx + d, *icb = gu + n,
+       *Ymu = icb + d; /* Ymu: n + d scratch */
   real *tr = s->trace, *vtr = tr ? tr + rotp_badmm_fused_voff(T, nd) : NULL, *xsc = tr ? vtr + T * vb : NULL;
   real *v0 = tr ? vtr : vec;
   memcpy(v0, s->lp0, (size_t)d * sizeof(real));
@@ -60,8 +61,8 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
     real *yp = k ? (slp ? slp + nd : LS) : NULL, rp = k ? o->steps[k - 1].rho : 0;
     real *Uc = last ? s->plan : slk ? slk + 2 * nd : U, *Up = slp ? slp + 2 * nd : U;
     real *Ec = last ? NULL : slk ? slk + 3 * nd : E, *Ep = slp ? slp + 3 * nd : E;
-    real *rsc = tr ? xsc + k * (n + d) : rsb, *rscp = tr && k ? rsc - (n + d) : rsb;
-    real *scale = tr ? rsc + n : scb, *scalep = tr && k ? rscp + n : scb;
+    real *rsc = tr ? xsc + k * (n + 2 * d) : rsb, *rscp = tr && k ? rsc - (n + 2 * d) : rsb;
+    real *scale = tr ? rsc + n : scb, *scalep = tr && k ? rscp + n : scb, *ics = tr ? scale + d : icb;
     /* the row pass */
     for (int64_t i = 0; i < n; i++) {
       const real *xi = s->x + i * d;
@@ -205,6 +206,7 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
     }
     for (int64_t j = 0; j < d; j++) {
       C[j] = cg[j] + rl_logv(colsum[j]);
+      ics[j] = 1 / colsum[j]; /* exp(cg - C): softmax_n(Ys) = E ics, for the reverse */
       scale[j] = rl_exp(cg[j] - C[j] + lmu[j]);
       shift[j] = lmu[j] - C[j];
       colsum[j] *= scale[j]; /* colsum(s') */
@@ -229,7 +231,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, vb = vblk(n, d);
   int quad = o->solver == RL_ROTP_BADMM_Q;
   real *w = s->work;
-  real *Gz = w, *Gls = Gz + nd, *Sig = Gls + nd;
+  real *Gz = w, *Gls = Gz + nd;
   real *vx = w + 9 * nd + 2 * vb;
   real *colG = vx, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
        *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
@@ -256,8 +258,8 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     const real *slk = tail ? NULL : tr + 4 * k * nd, *slp = k ? tr + 4 * (k - 1) * nd : NULL;
     const real *lt = tail ? s->lplan : slk, *lsn = tail ? NULL : slk + nd, *ls = k ? slp + nd : NULL;
     const real *Uk = tail ? s->plan : slk + 2 * nd, *Ek = tail ? NULL : slk + 3 * nd, *Ep = k ? slp + 3 * nd : NULL;
-    const real *rsc = xsc + k * (n + d), *scale = rsc + n, *scalep = k ? scale - (n + d) : NULL;
-    const real *leta2 = NULL, *sigma = Ek; /* softmax_n(Ys) = E Ymu (Ymu: exp(-lmu) and the scale folded in) */
+    const real *rsc = xsc + k * (n + 2 * d), *scale = rsc + n, *ics = scale + d;
+    const real *scalep = k ? scale - (n + 2 * d) : NULL, *leta2 = NULL;
     double gr = 0, ga1 = 0, ga2 = 0, ga3 = 0;
     if (!tail) {
       const real *vn = vtr + (k + 1) * vb, *lmu2 = vn;
@@ -273,22 +275,12 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       }
       /* steps 5, 8 on s' and step 4's total adjoint of ls' with its column sums colG: made by iteration k + 1's
       ** last row loop (below) */
-      int tiny = 0;
       for (int64_t j = 0; j < d; j++) {
         gr += (double)g1[j] * (rl_exp(lmu2[j]) - rl_exp(lmu[j])); /* colsum(s') = exp(lmu) by step 4 */
         gmu[j] += colG[j];
-        tiny |= lmu[j] < (real)ROTP_LOG_MARGIN_FLOOR;
         g1[j] -= cgmu[j]; /* the z1 adjoint entering iteration k - 1 (pass 2 does not read it) */
-      }
-      /* softmax_n(Ys) = E scale exp(-lmu), or exp(ls' - lmu) when a column's mass is too small for exp(-lmu) */
-      for (int64_t j = 0; j < d; j++) Ymu[j] = (tiny ? 1 : scale[j] * rl_exp(-lmu[j])) * (colG[j] - dC[j]);
-      if (tiny) {
-        for (int64_t i = 0; i < n; i++) {
-          const real *ysr = lsn + i * d;
-          real *sg = Sig + i * d;
-          for (int64_t j = 0; j < d; j++) sg[j] = rl_exp(ysr[j] - lmu[j]);
-        }
-        sigma = Sig;
+        /* softmax_n(Ys) = E ics (ics = exp(cg - C), in range whatever the column's mass) */
+        Ymu[j] = ics[j] * (colG[j] - dC[j]);
       }
     }
     /* pass 2 */
@@ -304,7 +296,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * (rl_exp(leta2[i]) - rl_exp(leta[i]));
     for (int64_t i = 0; i < n; i++) {
       const real *lti = lt + i * d, *ui = Uk + i * d;
-      const real *ei = tail ? NULL : Ek + i * d, *sg = tail ? NULL : sigma + i * d;
+      const real *ei = tail ? NULL : Ek + i * d;
       real *gz = Gz + i * d, *gl = Gls + i * d, *gx = g->gx + i * d, rsci = tail ? 1 : rsc[i]; /* plan = t */
       real a_g[RL_LANES];
       rl_lanes_fill(a_g, 0);
@@ -329,7 +321,8 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         if (quad)
           RL_ROW_LOOP(d, {
             real t = ui[j] * rsci;
-            real gy = gl[j] - sg[j] * Ymu[j];
+            real e = ei[j];
+            real gy = gl[j] - e * Ymu[j];
             real gt = r * gz[j] - g2i - a1 * c * gy;
             real glt = gy + gt * t;
             trow[j] = t;
@@ -338,12 +331,13 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             a_g[ln] += glt;
             a_z[ln] += gy * t;
             a_y[ln] += gy * (ysr[j] - lti[j]);
-            a_zt[ln] += gz[j] * (t - ei[j] * scale[j]);
+            a_zt[ln] += gz[j] * (t - e * scale[j]);
           });
         else
           RL_ROW_LOOP(d, {
             real t = ui[j] * rsci;
-            real gy = gl[j] - sg[j] * Ymu[j];
+            real e = ei[j];
+            real gy = gl[j] - e * Ymu[j];
             real gt = r * gz[j] - g2i;
             real glt = rc * gy + gt * t;
             trow[j] = t;
@@ -352,7 +346,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             a_g[ln] += glt;
             a_z[ln] += gy * ysr[j];
             a_y[ln] += gy * (lti[j] - ysr[j]);
-            a_zt[ln] += gz[j] * (t - ei[j] * scale[j]);
+            a_zt[ln] += gz[j] * (t - e * scale[j]);
           });
         rl_lanes_fold(Dz, a_z, 1);
         rl_lanes_fold(Dy, a_y, 1);

@@ -77,7 +77,8 @@ static inline int64_t rotp_badmm_voff(int64_t T, int64_t nd) { return (2 * T - 1
 /* The fused path (a0 = 0, rotp_badmm_fused.c) keeps t and s' too, and no slot for the last iteration (its lt and t
 ** are the plan's, lplan and plan): per iteration k < T - 1, lt_k at 4k nd, Ys_k / ls'_k at (4k + 1) nd, and t_k, s'_k
 ** as U_k = exp(Yt - g) at (4k + 2) nd and E_k = exp(Ys - g) at (4k + 3) nd; then T vector blocks of vblk and per
-** iteration the row scales (n) and column scales (d) with t = U rsc, s' = E scale. */
+** iteration the row scales (n), the column scales (d) with t = U rsc, s' = E scale, and the inverse column sums of E
+** (d: softmax_n(Ys) = E ics). */
 static inline int64_t rotp_badmm_fused_voff(int64_t T, int64_t nd) { return 4 * (T - 1) * nd; }
 void rotp_log_softmax(int64_t n, const real *y, real *out);
 double rotp_badmm_shift_dot(int64_t m, const real *g, const real *a, const real *b);
