@@ -196,9 +196,15 @@ static emb_scratch emb_scratch_at(rl_swe *s, int t) {
 
 /* out[l ldo + i] = <theta_l, x_i> (l < L, i < n): one set's projections, two points by four directions per pass
 ** over the row (eight sums; theta stays in L1). For few directions this beats a gemm, which first copies the set
-** into its packed layout: at L = 4 that copy cost as much as the products (the eval forward's bottleneck). */
-RL_KERNEL static void project_set(int64_t n, int64_t d, const real *X, int64_t L, const real *th, real *out,
-                                  int64_t ldo) {
+** into its packed layout: at L = 4 that copy cost as much as the products (the eval forward's bottleneck). Its
+** clone for x86-64-v3 contracts the multiply-adds into FMAs (-std=c11 alone turns contraction off). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define SWE_PROJECT_KERNEL __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("fp-contract=fast")))
+#else
+#define SWE_PROJECT_KERNEL
+#endif
+SWE_PROJECT_KERNEL static void project_set(int64_t n, int64_t d, const real *X, int64_t L, const real *th, real *out,
+                                           int64_t ldo) {
   int64_t i = 0;
   for (; i + 2 <= n; i += 2) {
     const real *x0 = X + i * d, *x1 = x0 + d;
