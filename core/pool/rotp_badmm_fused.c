@@ -285,9 +285,15 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     }
     /* pass 2 */
     real c = quad ? 1 / r : 1 / (a1 + r), ir = 1 / r, rc = r * c, a1ir = a1 * ir;
-      /* set-wide dots: per-row float lanes folded into double lanes (no horizontal sum per row) */
+    /* set-wide dots: float lanes summed over blocks of 8 rows, folded into double lanes (no horizontal sum) */
     double Dz[RL_LANES], Dy[RL_LANES], Dzt[RL_LANES], Dyt[RL_LANES], Ds[RL_LANES];
     for (int l = 0; l < RL_LANES; l++) Dz[l] = Dy[l] = Dzt[l] = Dyt[l] = Ds[l] = 0;
+    real a_z[RL_LANES], a_y[RL_LANES], a_zt[RL_LANES], a_yt[RL_LANES], a_s[RL_LANES];
+    rl_lanes_fill(a_z, 0);
+    rl_lanes_fill(a_y, 0);
+    rl_lanes_fill(a_zt, 0);
+    rl_lanes_fill(a_yt, 0);
+    rl_lanes_fill(a_s, 0);
     double drs = 0; /* step 9's sum_i g2_i (exp(leta2_i) - rowsum(t)_i), rowsum(t) = exp(leta) by step 2 */
     for (int64_t i = 0; i < n; i++) eml[i] = rl_exp(-leta[i]); /* softmax_d(Yt) = t exp(-leta) (see below) */
     real rp = k ? o->steps[k - 1].rho : 0; /* iteration k - 1's, for its steps 5 and 8 done here */
@@ -312,10 +318,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       } else {
         const real *ysr = lsn + i * d;
         real g2i = r * g2[i];
-        real a_z[RL_LANES], a_y[RL_LANES], a_zt[RL_LANES];
-        rl_lanes_fill(a_z, 0);
-        rl_lanes_fill(a_y, 0);
-        rl_lanes_fill(a_zt, 0);
         /* Ys enters the dots up to its column constant C - lmu (added back below: columns of G_Ys sum to dC), so
         ** the rho / a1 sums stay accurate when rho is small */
         if (quad)
@@ -348,9 +350,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
             a_y[ln] += gy * (lti[j] - ysr[j]);
             a_zt[ln] += gz[j] * (t - e * scale[j]);
           });
-        rl_lanes_fold(Dz, a_z, 1);
-        rl_lanes_fold(Dy, a_y, 1);
-        rl_lanes_fold(Dzt, a_zt, 1);
       }
       real rG = rl_lanes_sum(a_g);
       geta[i] += rG;
@@ -365,9 +364,6 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       ** of Yt - ls is dropped from the rho dot (added back below: rows of G_Yt sum to dR). ls is ls'_{k-1}:
       ** iteration k - 1's steps 5 and 8 (on s'_{k-1}) follow at once, giving the total adjoint of ls'_{k-1} and its
       ** column sums */
-      real a_yt[RL_LANES], a_s[RL_LANES];
-      rl_lanes_fill(a_yt, 0);
-      rl_lanes_fill(a_s, 0);
       if (k) {
         const real *lsi = ls + i * d, *epi = Ep + i * d;
         if (quad)
@@ -420,8 +416,18 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
           });
         g->glq0[i] += rl_lanes_sum(a_l);
       }
-      rl_lanes_fold(Dyt, a_yt, 1);
-      if (quad) rl_lanes_fold(Ds, a_s, 1);
+      if ((i & 7) == 7 || i == n - 1) { /* fold the float lane sums of 8 rows into the double ones */
+        rl_lanes_fold(Dz, a_z, 1);
+        rl_lanes_fold(Dy, a_y, 1);
+        rl_lanes_fold(Dzt, a_zt, 1);
+        rl_lanes_fold(Dyt, a_yt, 1);
+        if (quad) rl_lanes_fold(Ds, a_s, 1);
+        rl_lanes_fill(a_z, 0);
+        rl_lanes_fill(a_y, 0);
+        rl_lanes_fill(a_zt, 0);
+        rl_lanes_fill(a_yt, 0);
+        rl_lanes_fill(a_s, 0);
+      }
     }
     double dz = rl_lanes_dsum(Dz), dy = rl_lanes_dsum(Dy), dzt = rl_lanes_dsum(Dzt), dyt = rl_lanes_dsum(Dyt),
            ds = rl_lanes_dsum(Ds);
