@@ -133,14 +133,17 @@ do
 end
 
 ------------------------------------------------------------------ no input gradient: the same parameter gradients
--- backward(input, grad, false) skips the structure term's paths to x alone (through c1, c2, the normalisers):
--- every parameter's gradient must be what the full backward gives.
+-- backward(input, grad, false) skips the paths to x alone -- the structure term's (through c1, c2, the normalisers),
+-- the priors', the output's direct one and the alpha0 = 0 reverses' dL/dx: every parameter's gradient must be what
+-- the full backward gives.
 do
   local D = 5
   local s = batch(11, { 6, 9, 4 }, D)
   local W = rl.randn(rl.rng(3), 3, D)
   for _, o in ipairs { { solver = "sinkhorn", alpha0 = "learn", q0 = "learn" }, { solver = "badmm-e", alpha0 = "learn" },
-    { solver = "badmm-q", alpha0 = "learn", p0 = "learn" }, { solver = "badmm-e", q0 = "learn" } } do
+    { solver = "badmm-q", alpha0 = "learn", p0 = "learn" }, { solver = "badmm-e", q0 = "learn" },
+    { solver = "sinkhorn", q0 = "learn", p0 = "learn" }, { solver = "sinkhorn", compat = "reference", output = "reference" },
+    { solver = "badmm-q", q0 = "learn" }, { solver = "badmm-e", p0 = "learn", output = "reference" } } do
     local base = opts({ dim = D, iters = 3 }, o)
     local mf, mn = rotp(opts(base, { rng = rl.rng(5) })), rotp(opts(base, { rng = rl.rng(5) }))
     mf:forward(s)

@@ -208,6 +208,7 @@ static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
   real *work = wsr(&r->w_work, wsz * (size_t)nth, &rc);
   int64_t *offc = wsb(&r->w_off, (size_t)(B + 1) * sizeof(int64_t), &rc);
   real *lden = wsr(&r->w_den, (size_t)(B * D), &rc), *pscr = wsr(&r->w_pscr, (size_t)(B * D), &rc);
+  real *fout = wsr(&r->w_fout, (size_t)(B * D), &rc); /* the outputs again, for eq. 5's reverse */
   if (rc) return rc;
   memcpy(offc, off, (size_t)(B + 1) * sizeof(int64_t));
   const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data;
@@ -231,8 +232,10 @@ static int rotp_forward(rl_module *m, const rl_batch *in, rl_tensor *out) {
     int64_t o = off[b];
     if (c->output == RL_ROTP_OUT_REFERENCE)
       rotp_pool_ref_forward(s.n, D, X + o * D, P + o * D, out->data + b * D);
-    else
+    else {
       rotp_pool_eq5_forward(s.n, D, X + o * D, P + o * D, LP + o * D, out->data + b * D, lden + b * D, pscr + b * D);
+      memcpy(fout + b * D, out->data + b * D, (size_t)D * sizeof(real));
+    }
   }
   if (c->structure) rl_blas_set_threads(nth);
   if (bad) {
@@ -257,6 +260,8 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
   /* without an input gradient (gx_out NULL, no debug) the structure's paths to x alone (through c1, c2 and the
   ** normalisers) are skipped: about a third of learned alpha0's matrix products */
   int xgrad = gx_out || c->debug;
+  /* and the unrolled reverses of alpha0 = 0 skip their dL/dx stream (rotp_grads.gx NULL) */
+  int gx_skip = !xgrad && !c->structure && c->grad != RL_ROTP_GRAD_IMPLICIT;
   real *gx = one && gx_out ? gx_out : wsr(&r->w_gx, (size_t)(R * D), &rc);
   real *gxs = one ? gx : wsr(&r->w_gxs, (size_t)(R * D), &rc);
   real *gxo = !one && gy ? wsr(&r->w_out, (size_t)(R * D), &rc) : NULL;
@@ -289,30 +294,30 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
   real *work = wsr(&r->w_work, wsz * (size_t)nth, &rc);
   if (rc) return rc;
   const real *X = in->values.data, *P = r->w_plan.data, *LP = r->w_lplan.data, *lden = r->w_den.data;
+  const real *fout = r->w_fout.data;
   real *pscr = r->w_pscr.data;
   if (c->structure) rl_blas_set_threads(1);
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b = 0; b < B; b++) {
     int64_t o = off[b], n = off[b + 1] - o;
     real *gxb = gx + o * D;
-    /* the output's reverse (its direct dL/dx initialises this set's rows), or zeros */
+    /* the output's reverse (its direct dL/dx, when wanted, initialises this set's rows), or zeros: not needed when
+    ** the solver skips dL/dx (gx_skip) */
+    real *direct = gxo ? gxo + o * D : xgrad ? gxb : NULL;
     if (gy) {
-      real *direct = gxo ? gxo + o * D : gxb;
       if (c->output == RL_ROTP_OUT_REFERENCE)
         rotp_pool_ref_backward(n, D, X + o * D, P + o * D, gy + b * D, gP + o * D, direct);
       else
-        rotp_pool_eq5_backward(n, D, X + o * D, P + o * D, LP + o * D, gy + b * D, lden + b * D, gP + o * D,
-                               direct, pscr + b * D);
-      if (gxo) memset(gxb, 0, (size_t)(n * D) * sizeof(real));
-    } else {
-      memset(gxb, 0, (size_t)(n * D) * sizeof(real));
+        rotp_pool_eq5_backward(n, D, X + o * D, P + o * D, LP + o * D, gy + b * D, lden + b * D, fout + b * D,
+                               pscr + b * D, gP + o * D, direct);
     }
+    if (!gx_skip && (!gy || direct != gxb)) memset(gxb, 0, (size_t)(n * D) * sizeof(real));
     if (!one) memset(gxs + o * D, 0, (size_t)(n * D) * sizeof(real));
     rotp_set s;
     set_of(r, in, b, work + wsz * (size_t)omp_get_thread_num(), &s);
     rotp_grads g;
     g.glog = gP + o * D;
-    g.gx = gxb;
+    g.gx = gx_skip ? NULL : gxb;
     g.gxs = xgrad ? gxs + o * D : NULL;
     g.glp0 = glp0 + b * D;
     g.gp0 = gp0 + b * D;
@@ -332,7 +337,7 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
   }
   if (c->structure) rl_blas_set_threads(nth);
   if (c->structure && xgrad) rotp_structure_backward(r, in, gxs);
-  rotp_priors_backward(r, in, gx);
+  rotp_priors_backward(r, in, xgrad ? gx : NULL);
   /* parameters: raw[j_k] += sum over sets of dL/dvalue_k * softplus'(raw[j_k]) */
   for (int a = 0; a < RL_ROTP_NALPHA; a++) {
     if (r->pidx[a] < 0) continue;
@@ -389,10 +394,10 @@ static int rotp_out_cols(const rl_module *m, const rl_batch *in, int64_t *cols) 
 static void rotp_destroy(rl_module *m) {
   rotp_module *r = (rotp_module *)m;
   rl_free(r->steps);
-  rl_workspace *ws[] = {&r->w_off, &r->w_den, &r->w_pscr, &r->w_plan, &r->w_lplan, &r->w_lq0,  &r->w_q0,   &r->w_lp0,  &r->w_p0,   &r->w_c1,   &r->w_s,
-                        &r->w_toff, &r->w_trace, &r->w_work, &r->w_H,    &r->w_xsum, &r->w_out,  &r->w_gplan,
-                        &r->w_gx,   &r->w_gxs,  &r->w_glp0, &r->w_glq0, &r->w_gp0,  &r->w_gq0,  &r->w_gc1,
-                        &r->w_sdot, &r->w_gstep, &r->w_gc2, &r->w_c2off, &r->w_xpart};
+  rl_workspace *ws[] = {&r->w_off, &r->w_den, &r->w_pscr, &r->w_fout, &r->w_plan, &r->w_lplan, &r->w_lq0, &r->w_q0,
+                        &r->w_lp0, &r->w_p0, &r->w_c1, &r->w_s, &r->w_toff, &r->w_trace, &r->w_work, &r->w_H,
+                        &r->w_xsum, &r->w_out, &r->w_gplan, &r->w_gx, &r->w_gxs, &r->w_glp0, &r->w_glq0, &r->w_gp0,
+                        &r->w_gq0, &r->w_gc1, &r->w_sdot, &r->w_gstep, &r->w_gc2, &r->w_c2off, &r->w_xpart};
   for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) rl_workspace_free(ws[i]);
 }
 

@@ -235,7 +235,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   real *vx = w + 9 * nd + 2 * vb;
   real *colG = vx, *gmu = colG + d, *geta = gmu + d, *g1 = geta + n, *g2 = g1 + d,
        *cgmu = g2 + n, *cgeta = cgmu + d, *Ymu = cgeta + n, *trow = Ymu + d, *grow = trow + d, *zrow = grow + d,
-       *eml = zrow + d, *dC = eml + n, *dR = dC + d, *ep = dR + n;
+       *eml = zrow + d, *dC = eml + n, *dR = dC + d, *ep = dR + n, *gsink = ep + d;
   const real *tr = s->trace, *vtr = tr + rotp_badmm_fused_voff(T, nd), *xsc = vtr + T * vb;
   memset(gmu, 0, (size_t)d * sizeof(real));
   memset(geta, 0, (size_t)n * sizeof(real));
@@ -245,6 +245,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   memset(cgeta, 0, (size_t)n * sizeof(real));
   memset(dC, 0, (size_t)d * sizeof(real));
   memset(dR, 0, (size_t)n * sizeof(real));
+  memset(gsink, 0, (size_t)d * sizeof(real)); /* dL/dx when it is not wanted (g->gx NULL): every row adds into it */
   if (quad)
     for (int64_t j = 0; j < d; j++) ep[j] = rl_exp(s->lp0[j]);
   for (int64_t k = T - 1; k >= 0; k--) {
@@ -303,7 +304,8 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     for (int64_t i = 0; i < n; i++) {
       const real *lti = lt + i * d, *ui = Uk + i * d;
       const real *ei = tail ? NULL : Ek + i * d;
-      real *gz = Gz + i * d, *gl = Gls + i * d, *gx = g->gx + i * d, rsci = tail ? 1 : rsc[i]; /* plan = t */
+      real *gz = Gz + i * d, *gl = Gls + i * d, *gx = g->gx ? g->gx + i * d : gsink,
+           rsci = tail ? 1 : rsc[i]; /* plan = t */
       real a_g[RL_LANES];
       rl_lanes_fill(a_g, 0);
       /* steps 4 (G_Ys), 3 and 2 up to the row sum: t, Gz + dYs/dz G_Ys and Glt_tot into the row buffers */

@@ -17,7 +17,8 @@ typedef struct rotp_module {
   /* state of the last forward */
   int has_trace;
   int64_t B, R, nmax;
-  rl_workspace w_off, w_den, w_pscr, w_plan, w_lplan, w_lq0, w_q0, w_lp0, w_p0, w_c1, w_s, w_toff, w_trace, w_work, w_H, w_xsum, w_out;
+  rl_workspace w_off, w_den, w_pscr, w_fout, w_plan, w_lplan, w_lq0, w_q0, w_lp0, w_p0, w_c1, w_s, w_toff, w_trace,
+      w_work, w_H, w_xsum, w_out;
   /* backward scratch and debug results */
   rl_workspace w_gplan, w_gx, w_gxs, w_glp0, w_glq0, w_gp0, w_gq0, w_gc1, w_sdot, w_gstep, w_gc2, w_c2off, w_xpart;
   int has_debug;
@@ -47,7 +48,7 @@ static inline void *wsb(rl_workspace *w, size_t bytes, int *rc) {
   return w->data;
 }
 
-/* rotp_priors.c */
+/* rotp_priors.c (the backward adds the priors' dL/dx into gx; NULL: not wanted) */
 int rotp_priors_forward(rotp_module *r, const rl_batch *in);
 void rotp_priors_backward(rotp_module *r, const rl_batch *in, real *gx);
 int rotp_structure_forward(rotp_module *r, const rl_batch *in);
@@ -59,6 +60,6 @@ void rotp_pool_ref_backward(int64_t n, int64_t d, const real *x, const real *P, 
 void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const real *P, const real *LP, real *f, real *lden,
                            real *den);
 void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const real *P, const real *LP, const real *g,
-                            const real *lden, real *glog, real *gx, real *f);
+                            const real *lden, const real *f, real *gs, real *glog, real *gx);
 
 #endif

@@ -21,17 +21,21 @@ RL_HOT void rotp_pool_ref_forward(int64_t n, int64_t d, const real *x, const rea
   for (int64_t j = 0; j < d; j++) f[j] *= (real)d;
 }
 
-/* dL/dlogP = D g x P, dL/dx = D g P */
+/* dL/dlogP = D g x P, dL/dx = D g P (gx NULL: not wanted) */
 RL_HOT void rotp_pool_ref_backward(int64_t n, int64_t d, const real *x, const real *P, const real *g, real *glog,
                                      real *gx) {
   for (int64_t i = 0; i < n; i++) {
     const real *xi = x + i * d, *pi = P + i * d;
-    real *gl = glog + i * d, *gxi = gx + i * d;
+    real *gl = glog + i * d, *gxi = gx ? gx + i * d : NULL;
+    if (gxi)
 #pragma omp simd
-    for (int64_t j = 0; j < d; j++) {
-      gxi[j] = (real)d * g[j] * pi[j];
-      gl[j] = gxi[j] * xi[j];
-    }
+      for (int64_t j = 0; j < d; j++) {
+        gxi[j] = (real)d * g[j] * pi[j];
+        gl[j] = gxi[j] * xi[j];
+      }
+    else
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) gl[j] = (real)d * g[j] * pi[j] * xi[j];
   }
 }
 
@@ -91,44 +95,39 @@ RL_HOT void rotp_pool_eq5_forward(int64_t n, int64_t d, const real *x, const rea
   }
 }
 
-/* a = softmax_n(log P): dL/dlogP_nd = g_d a_nd (x_nd - f_d), dL/dx_nd = g_d a_nd. f: d scratch. The plan path of the
-** forward is taken again when every lden_d is in [ROTP_EQ5_PLAN_MIN, ROTP_EQ5_PLAN_MAX] (a = P exp(-lden)). */
+/* a = softmax_n(log P): dL/dlogP_nd = g_d a_nd (x_nd - f_d), dL/dx_nd = g_d a_nd (gx NULL: not wanted), in one pass
+** with f the forward's output. The plan path of the forward is taken again when every lden_d is in
+** [ROTP_EQ5_PLAN_MIN, ROTP_EQ5_PLAN_MAX] (a = P exp(-lden)). gs: d scratch. */
 RL_HOT void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const real *P, const real *LP, const real *g,
-                                   const real *lden, real *glog, real *gx, real *f) {
+                                   const real *lden, const real *f, real *gs, real *glog, real *gx) {
   int plan_ok = 1;
   for (int64_t j = 0; j < d; j++) plan_ok &= lden[j] >= (real)ROTP_EQ5_PLAN_MIN && lden[j] <= (real)ROTP_EQ5_PLAN_MAX;
-  for (int64_t j = 0; j < d; j++) f[j] = 0;
   if (plan_ok) {
-    /* glog (as scratch) holds 1 / den per column for the first pass */
-    real *iden = glog;
-    for (int64_t j = 0; j < d; j++) iden[j] = rl_exp(-lden[j]);
+    for (int64_t j = 0; j < d; j++) gs[j] = g[j] * rl_exp(-lden[j]); /* g / den */
     for (int64_t i = 0; i < n; i++) {
       const real *p = P + i * d, *xi = x + i * d;
-      real *gxi = gx + i * d;
-      RL_ROW_LOOP(d, {
-        real av = p[j] * iden[j];
-        gxi[j] = av;
-        f[j] += av * xi[j];
-      });
-    }
-  } else {
-    for (int64_t i = 0; i < n; i++) {
-      const real *l = LP + i * d, *xi = x + i * d;
-      real *gxi = gx + i * d;
-#pragma omp simd
-      for (int64_t j = 0; j < d; j++) {
-        gxi[j] = rl_exp(l[j] - lden[j]); /* a */
-        f[j] += gxi[j] * xi[j];
+      real *gl = glog + i * d;
+      if (gx) {
+        real *gxi = gx + i * d;
+        RL_ROW_LOOP(d, {
+          real ga = p[j] * gs[j];
+          gl[j] = ga * (xi[j] - f[j]);
+          gxi[j] = ga;
+        });
+      } else {
+        RL_ROW_LOOP(d, { gl[j] = p[j] * gs[j] * (xi[j] - f[j]); });
       }
     }
+    return;
   }
   for (int64_t i = 0; i < n; i++) {
-    const real *xi = x + i * d;
-    real *gxi = gx + i * d, *gl = glog + i * d;
-    RL_ROW_LOOP(d, {
-      real ga = g[j] * gxi[j];
+    const real *l = LP + i * d, *xi = x + i * d;
+    real *gl = glog + i * d, *gxi = gx ? gx + i * d : NULL;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      real ga = g[j] * rl_exp(l[j] - lden[j]); /* g a */
       gl[j] = ga * (xi[j] - f[j]);
-      gxi[j] = ga;
-    });
+      if (gxi) gxi[j] = ga;
+    }
   }
 }

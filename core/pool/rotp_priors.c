@@ -131,7 +131,7 @@ void rotp_priors_backward(rotp_module *r, const rl_batch *in, real *gx) {
         H[i * Hd + h] = gq0[i] * w->value.data[h] * (1 - hv * hv); /* H is recomputed at the next forward */
       }
     rl_gemm(1, 0, Hd, D, R, 1, H, Hd, X, D, 1, V->grad.data, D);
-    rl_gemm(0, 0, R, D, Hd, 1, H, Hd, V->value.data, D, 1, gx, D);
+    if (gx) rl_gemm(0, 0, R, D, Hd, 1, H, Hd, V->value.data, D, 1, gx, D);
   }
   if (c->p0_learn) {
     rl_param *U = &r->base.params[r->iU];
@@ -148,7 +148,7 @@ void rotp_priors_backward(rotp_module *r, const rl_batch *in, real *gx) {
     }
     rl_gemm(1, 0, D, D, B, 1, gl, D, xs, D, 1, U->grad.data, D); /* U.grad += glogits^T xsum */
     /* gxsum = glogits U, added to every row of the set */
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t b = 0; b < B && gx; b++) {
       real *gxs = gp0 + b * D; /* reuse */
       rl_gemv(1, D, D, 1, U->value.data, D, gl + b * D, 0, gxs);
       for (int64_t i = off[b]; i < off[b + 1]; i++)

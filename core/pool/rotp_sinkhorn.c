@@ -84,11 +84,12 @@ RL_HOT static void step_fwd(int64_t n, int64_t d, const real *F, real ie, real r
 }
 
 /* Reverse of step_fwd. gu (d): dL/du (consumed); gv (n): dL/dvout (consumed); writes gvin (n). Accumulates
-** gF += ie * dZ, *g_ie += <dZ, F>, *gr2, *gr3, glp0, glq0. */
+** gF += ie * dZ, *g_ie += <dZ, F>, *gr2, *gr3, glp0, glq0. gF's rows are gsd apart in every reverse here (gsd = 0:
+** dL/dF is not wanted, one row takes every row's sum). */
 RL_HOT static void step_bwd(int64_t n, int64_t d, const real *F, real ie, real r2, real r3, const real *lp0,
                             const real *lq0, const real *vin, const real *A, const real *u, const real *B, real *gu,
-                            const real *gv, real *gvin, real *gF, double *g_ie, double *gr2, double *gr3, real *glp0,
-                            real *glq0) {
+                            const real *gv, real *gvin, real *gF, int64_t gsd, double *g_ie, double *gr2, double *gr3,
+                            real *glp0, real *glq0) {
   double gie = 0, g2 = 0, g3 = 0;
   /* v = r3 (lq0 - B); B_i = lse_d(F ie + u) */
   for (int64_t i = 0; i < n; i++) {
@@ -97,7 +98,7 @@ RL_HOT static void step_bwd(int64_t n, int64_t d, const real *F, real ie, real r
     real dB = -r3 * gv[i];
     if (dB == 0) continue;
     const real *f = F + i * d;
-    real *gf = gF + i * d;
+    real *gf = gF + i * gsd;
     real Bi = B[i], acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int64_t j = 0; j < d; j++) {
@@ -117,7 +118,7 @@ RL_HOT static void step_bwd(int64_t n, int64_t d, const real *F, real ie, real r
   }
   for (int64_t i = 0; i < n; i++) {
     const real *f = F + i * d;
-    real *gf = gF + i * d;
+    real *gf = gF + i * gsd;
     real vi = vin[i], acc = 0, rs = 0;
 #pragma omp simd reduction(+ : acc, rs)
     for (int64_t j = 0; j < d; j++) {
@@ -133,7 +134,6 @@ RL_HOT static void step_bwd(int64_t n, int64_t d, const real *F, real ie, real r
   *gr2 += g2;
   *gr3 += g3;
 }
-
 
 /* ---------------------------------------------------------------- one default step in kernel form */
 
@@ -209,10 +209,10 @@ RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *F, real ie, int f
 
 /* Reverse of kstep_fwd (the same contract as step_bwd) from the kernel K of the forward. ev (n), eu (d), f1 (d)
 ** scratch; gvin is scratch until its final pass. */
-RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K, real mK, real ie, real r2,
-                             real r3, const real *lp0, const real *lq0, const real *vin, const real *A, const real *u,
-                             const real *B, real *gu, const real *gv, real *gvin, real *gF, double *g_ie, double *gr2,
-                             double *gr3, real *glp0, real *glq0, real *ev, real *eu, real *f1) {
+RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K, real mK, real ie, real r2, real r3,
+                             const real *lp0, const real *lq0, const real *vin, const real *A, const real *u,
+                             const real *B, real *gu, const real *gv, real *gvin, real *gF, int64_t gsd, double *g_ie,
+                             double *gr2, double *gr3, real *glp0, real *glq0, real *ev, real *eu, real *f1) {
   double gie = 0, g2 = 0, g3 = 0;
   real umax = scaled_exp(d, u, eu), vmax = scaled_exp(n, vin, ev);
   double Gie[RL_LANES];
@@ -228,7 +228,7 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
   for (int64_t i = 0; i < n; i++) {
     real f2 = f2v[i];
     const real *f = F + i * d, *k = K + i * d;
-    real *gf = gF + i * d, acc[RL_LANES];
+    real *gf = gF + i * gsd, acc[RL_LANES];
     if (f2 == 0) continue;
     rl_lanes_fill(acc, 0);
     RL_ROW_LOOP(d, {
@@ -253,7 +253,7 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
       continue;
     }
     const real *f = F + i * d, *k = K + i * d;
-    real *gf = gF + i * d, acc[RL_LANES], rs[RL_LANES];
+    real *gf = gF + i * gsd, acc[RL_LANES], rs[RL_LANES];
     rl_lanes_fill(acc, 0);
     rl_lanes_fill(rs, 0);
     RL_ROW_LOOP(d, {
@@ -318,9 +318,9 @@ RL_HOT static void cstep_fwd(int64_t n, int64_t d, const real *F, real ie_y, rea
 }
 
 /* Reverse of cstep_fwd: gu, gv are dL/duout, dL/dvout; writes guin, gvin (distinct arrays). */
-RL_HOT static void cstep_bwd(int64_t n, int64_t d, const real *F, real ie_y, real ie, real r2, real r3,
-                             const real *lp0, const real *lq0, const real *uin, const real *vin, const real *P,
-                             const real *Q, const real *gu, const real *gv, real *guin, real *gvin, real *gF,
+RL_HOT static void cstep_bwd(int64_t n, int64_t d, const real *F, real ie_y, real ie, real r2, real r3, const real *lp0,
+                             const real *lq0, const real *uin, const real *vin, const real *P, const real *Q,
+                             const real *gu, const real *gv, real *guin, real *gvin, real *gF, int64_t gsd,
                              double *g_iey, double *g_ie, double *gr2, double *gr3, real *glp0, real *glq0,
                              real *gP /* d scratch */) {
   double gie = 0, giey = 0, g2 = 0, g3 = 0;
@@ -339,7 +339,7 @@ RL_HOT static void cstep_bwd(int64_t n, int64_t d, const real *F, real ie_y, rea
   }
   for (int64_t i = 0; i < n; i++) {
     const real *f = F + i * d;
-    real *gf = gF + i * d;
+    real *gf = gF + i * gsd;
     real vi = vin[i], gQ = -r3 * gv[i], Qi = Q[i], acc = 0, rs = 0;
 #pragma omp simd reduction(+ : acc, rs)
     for (int64_t j = 0; j < d; j++) {
@@ -377,15 +377,16 @@ RL_HOT static void plan_fill(int64_t n, int64_t d, const real *F, real ie, const
 
 /* Reverse of L = F ie + u + v with dL/dL = a: gF += ie a, *g_ie += <a, F>, gu = colsum(a), gv = rowsum(a) (gu, gv
 ** written when not NULL; both or neither). */
-RL_HOT static void lin_bwd(int64_t n, int64_t d, const real *F, real ie, const real *a, real *gF, double *g_ie,
-                           real *gu, real *gv) {
+RL_HOT static void lin_bwd(int64_t n, int64_t d, const real *F, real ie, const real *a, real *gF, int64_t gsd,
+                           double *g_ie, real *gu, real *gv) {
   if (gu)
-    for (int64_t j = 0; j < d; j++) gu[j] = 0;
+    for (int64_t j = 0; j < d; j++)
+      gu[j] = 0;
   double G[RL_LANES];
   for (int l = 0; l < RL_LANES; l++) G[l] = 0;
   for (int64_t i = 0; i < n; i++) {
     const real *f = F + i * d, *ai = a + i * d;
-    real *gf = gF + i * d, acc[RL_LANES], rs[RL_LANES];
+    real *gf = gF + i * gsd, acc[RL_LANES], rs[RL_LANES];
     rl_lanes_fill(acc, 0);
     rl_lanes_fill(rs, 0);
     if (gu)
@@ -476,10 +477,14 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
   const real *tr = s->trace;
   const real *Ktr = o->compat ? NULL : tr + (T + 1) * blk; /* the forward's kernels */
   real *ev = w + 6 * (n + d), *eu = ev + n, mK = 0, xmax = 0, xmin = 0;
+  /* dL/dx; not wanted (g->gx NULL): one row that every row adds into (row stride 0) */
+  real *gxr = g->gx ? g->gx : eu + d;
+  int64_t gsd = g->gx ? d : 0;
+  if (!g->gx) memset(gxr, 0, (size_t)d * sizeof(real));
   if (!o->compat) block_range(n * d, s->x, &xmax, &xmin);
   double g_ie_last = 0;
   real ie_last = 1 / o->steps[T - 1].a1;
-  lin_bwd(n, d, s->x, ie_last, g->glog, g->gx, &g_ie_last, gu, gv);
+  lin_bwd(n, d, s->x, ie_last, g->glog, gxr, gsd, &g_ie_last, gu, gv);
   /* per-step dL/d(1/e), dL/dr2, dL/dr3 accumulate in gstep through step_param_grads at the end of each step;
   ** the compat y of step k uses 1/e_{k-1}, whose gradient is folded into step k-1 (or 0) */
   double carry_ie = g_ie_last; /* dL/d(1/e_k) pending for the current k */
@@ -495,9 +500,9 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       if (kernel_ok(xmax, xmin, ie)) {
         mK = xmax * ie;
         kstep_bwd(n, d, s->x, Ktr + kernel_slot(o, k) * n * d, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu,
-                  gv, gv2, g->gx, &g_ie, &gr2, &gr3, g->glp0, g->glq0, ev, eu, sc);
+                  gv, gv2, gxr, gsd, &g_ie, &gr2, &gr3, g->glp0, g->glq0, ev, eu, sc);
       } else {
-        step_bwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, g->gx, &g_ie, &gr2, &gr3,
+        step_bwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, gxr, gsd, &g_ie, &gr2, &gr3,
                  g->glp0, g->glq0);
       }
       memcpy(gv, gv2, (size_t)n * sizeof(real));
@@ -505,7 +510,7 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
     } else {
       const real *uin = cur, *vin = uin + d, *P = vin + n, *Q = P + d;
       real e_prev = k ? o->steps[k - 1].a1 : o->steps[0].a1;
-      cstep_bwd(n, d, s->x, 1 / e_prev, ie, r2, r3, s->lp0, s->lq0, uin, vin, P, Q, gu, gv, gu2, gv2, g->gx, &g_iey,
+      cstep_bwd(n, d, s->x, 1 / e_prev, ie, r2, r3, s->lp0, s->lq0, uin, vin, P, Q, gu, gv, gu2, gv2, gxr, gsd, &g_iey,
                 &g_ie, &gr2, &gr3, g->glp0, g->glq0, sc);
       memcpy(gu, gu2, (size_t)d * sizeof(real));
       memcpy(gv, gv2, (size_t)n * sizeof(real));
@@ -651,29 +656,29 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       if (kern) kernel_fill(n, d, F, ie, fmax, Kw, &mK);
     }
     if (K > 0) {
-      lin_bwd(n, d, F, ie, gL, gF, &g_ie, gu, gv);
+      lin_bwd(n, d, F, ie, gL, gF, d, &g_ie, gu, gv);
       for (int64_t k = K - 1; k >= 0; k--) {
         const real *cur = vec + k * blk;
         if (!o->compat) {
           const real *vin = cur, *A = vin + n, *uu = A + d, *B = uu + d;
           if (k < K - 1) memset(gu, 0, (size_t)d * sizeof(real));
           if (kern)
-            kstep_bwd(n, d, F, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3,
+            kstep_bwd(n, d, F, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, d, &g_ie, &gr2, &gr3,
                       g->glp0, g->glq0, ev, eu, sc);
           else
-            step_bwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, &g_ie, &gr2, &gr3, g->glp0,
+            step_bwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, d, &g_ie, &gr2, &gr3, g->glp0,
                      g->glq0);
           memcpy(gv, gv2, (size_t)n * sizeof(real));
         } else {
           const real *uin = cur, *vin = uin + d, *Pc = vin + n, *Q = Pc + d;
-          cstep_bwd(n, d, F, ie, ie, r2, r3, s->lp0, s->lq0, uin, vin, Pc, Q, gu, gv, gu2, gv2, gF, &g_ie, &g_ie, &gr2,
-                    &gr3, g->glp0, g->glq0, sc);
+          cstep_bwd(n, d, F, ie, ie, r2, r3, s->lp0, s->lq0, uin, vin, Pc, Q, gu, gv, gu2, gv2, gF, d, &g_ie, &g_ie,
+                    &gr2, &gr3, g->glp0, g->glq0, sc);
           memcpy(gu, gu2, (size_t)d * sizeof(real));
           memcpy(gv, gv2, (size_t)n * sizeof(real));
         }
       }
     } else {
-      lin_bwd(n, d, F, ie, gL, gF, &g_ie, NULL, NULL);
+      lin_bwd(n, d, F, ie, gL, gF, d, &g_ie, NULL, NULL);
     }
     /* F = x + a0 M(P) + tau log P   (compat: + log(P + eps)) */
     for (int64_t i = 0; i < nd; i++) g->gx[i] += gF[i];
