@@ -1,8 +1,9 @@
 --[[
 bench/rotp.lua -- ROTP at the paper's Fig. 8 setting: a batch of 50 sets of 500 samples in 100 dimensions.
 For each solver: alpha0 = 0 with T in {4, 8, 16}, and learned alpha0 at T = 4; forward and forward+backward
-milliseconds (median of repeats, and the best one: the machine may be shared), peak memory (each configuration in a
-fresh process), ns per set entry (per sample x dimension), and the figures to hold them against:
+milliseconds (median of repeats -- 7 to 31, as many as fit in 1.5 s -- and the best one: the machine may be
+shared), peak memory (each configuration in a fresh process), ns per set entry (per sample x dimension), and the
+figures to hold them against:
   - one vectorised exp pass over the batch (core.rotp_exp_pass, the solvers' own kernel, on fresh values each call),
     timed with one thread (its CPU time: the per-core cost) and with all threads, and the number of such passes each
     algorithm needs: Sinkhorn (alpha0 = 0) 2T forward + 1 (the plan) + 2T backward; BADMM 2T + 2T;
@@ -21,7 +22,9 @@ local rl = require "rotlab"
 local util = require "tests.bench.util"
 
 local B, N, D = 50, 500, 100
-local REPEATS = 7
+-- repeats per measurement: as many as fit in about REPEAT_MS of calls, within [REPEATS_MIN, REPEATS_MAX] (the shared
+-- machine's slow spells last seconds: more short calls give the best and the median a better chance)
+local REPEATS_MIN, REPEATS_MAX, REPEAT_MS = 7, 31, 1500
 local params = ... or {}
 
 local function batch()
@@ -43,6 +46,14 @@ local function minimum(ts)
   local m = math.huge
   for _, v in ipairs(ts) do m = math.min(m, v) end
   return m
+end
+
+-- the number of repeats for fn (whose warm-up call this is)
+local function repeats_for(fn)
+  local t0 = util.clock()
+  fn()
+  local ms = (util.clock() - t0) * 1000
+  return math.max(REPEATS_MIN, math.min(REPEATS_MAX, math.floor(REPEAT_MS / math.max(ms, 1e-3))))
 end
 
 -- wall milliseconds of each of `repeats` calls of fn (after one warm-up call)
@@ -106,8 +117,9 @@ local function one(config)
   local rss0 = util.rss_mb()
   local function f() m:forward(s) end
   local function fb() m:forward(s); m:backward(s, W, false) end
-  local fw, fbw = wall_each(f, REPEATS), wall_each(fb, REPEATS)
-  local fcpu, fbcpu = util.cpu_mean_ms(f, REPEATS), util.cpu_mean_ms(fb, REPEATS)
+  local rf, rfb = repeats_for(f), repeats_for(fb)
+  local fw, fbw = wall_each(f, rf), wall_each(fb, rfb)
+  local fcpu, fbcpu = util.cpu_mean_ms(f, rf), util.cpu_mean_ms(fb, rfb)
   print(("RESULT %s %s %d %.3f %.3f %.3f %.3f %.1f %.1f %.3f %.3f"):format(solver, a0, T, median(fw), median(fbw),
     minimum(fw), minimum(fbw), util.peak_rss_mb(), rss0, fcpu, fbcpu))
 end
