@@ -143,7 +143,8 @@ do
   for _, o in ipairs { { solver = "sinkhorn", alpha0 = "learn", q0 = "learn" }, { solver = "badmm-e", alpha0 = "learn" },
     { solver = "badmm-q", alpha0 = "learn", p0 = "learn" }, { solver = "badmm-e", q0 = "learn" },
     { solver = "sinkhorn", q0 = "learn", p0 = "learn" }, { solver = "sinkhorn", compat = "reference", output = "reference" },
-    { solver = "badmm-q", q0 = "learn" }, { solver = "badmm-e", p0 = "learn", output = "reference" } } do
+    { solver = "badmm-q", q0 = "learn" }, { solver = "badmm-e", p0 = "learn", output = "reference" },
+    { solver = "sinkhorn", grad = "implicit", q0 = "learn" } } do
     local base = opts({ dim = D, iters = 3 }, o)
     local mf, mn = rotp(opts(base, { rng = rl.rng(5) })), rotp(opts(base, { rng = rl.rng(5) }))
     mf:forward(s)

@@ -257,12 +257,11 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     return rl_fail(RL_ESTATE, "rotp: backward needs a forward in training mode (the last forward ran in eval mode "
                               "and kept no iteration state)");
   int rc = 0, one = !c->debug;
-  /* without an input gradient (gx_out NULL, no debug) the structure's paths to x alone (through c1, c2 and the
-  ** normalisers) are skipped: about a third of learned alpha0's matrix products */
+  /* without an input gradient (gx_out NULL, no debug) every path to x alone is skipped: the structure's (through c1,
+  ** c2 and the normalisers: about a third of learned alpha0's matrix products), the output's direct one, the priors'
+  ** and the solvers' dL/dx streams */
   int xgrad = gx_out || c->debug;
-  /* and the unrolled reverses of alpha0 = 0 skip their dL/dx stream (rotp_grads.gx NULL) */
-  int gx_skip = !xgrad && !c->structure && c->grad != RL_ROTP_GRAD_IMPLICIT;
-  real *gx = one && gx_out ? gx_out : wsr(&r->w_gx, (size_t)(R * D), &rc);
+  real *gx = one && gx_out ? gx_out : xgrad ? wsr(&r->w_gx, (size_t)(R * D), &rc) : NULL;
   real *gxs = one ? gx : wsr(&r->w_gxs, (size_t)(R * D), &rc);
   real *gxo = !one && gy ? wsr(&r->w_out, (size_t)(R * D), &rc) : NULL;
   real *gP = wsr(&r->w_gplan, (size_t)(R * D), &rc);
@@ -300,9 +299,9 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b = 0; b < B; b++) {
     int64_t o = off[b], n = off[b + 1] - o;
-    real *gxb = gx + o * D;
-    /* the output's reverse (its direct dL/dx, when wanted, initialises this set's rows), or zeros: not needed when
-    ** the solver skips dL/dx (gx_skip) */
+    real *gxb = gx ? gx + o * D : NULL;
+    /* the output's reverse (its direct dL/dx, when wanted, initialises this set's rows), or zeros; without an input
+    ** gradient the solver skips its dL/dx too (rotp_grads.gx NULL) */
     real *direct = gxo ? gxo + o * D : xgrad ? gxb : NULL;
     if (gy) {
       if (c->output == RL_ROTP_OUT_REFERENCE)
@@ -311,13 +310,13 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
         rotp_pool_eq5_backward(n, D, X + o * D, P + o * D, LP + o * D, gy + b * D, lden + b * D, fout + b * D,
                                pscr + b * D, gP + o * D, direct);
     }
-    if (!gx_skip && (!gy || direct != gxb)) memset(gxb, 0, (size_t)(n * D) * sizeof(real));
+    if (xgrad && (!gy || direct != gxb)) memset(gxb, 0, (size_t)(n * D) * sizeof(real));
     if (!one) memset(gxs + o * D, 0, (size_t)(n * D) * sizeof(real));
     rotp_set s;
     set_of(r, in, b, work + wsz * (size_t)omp_get_thread_num(), &s);
     rotp_grads g;
     g.glog = gP + o * D;
-    g.gx = gx_skip ? NULL : gxb;
+    g.gx = xgrad ? gxb : NULL;
     g.gxs = xgrad ? gxs + o * D : NULL;
     g.glp0 = glp0 + b * D;
     g.gp0 = gp0 + b * D;

@@ -313,7 +313,8 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   real *G1 = Gt + nd, *LS0 = G1 + nd;
   real *vx = w + 9 * nd + 2 * vb;
   real *rowsum = vx, *colsum = rowsum + n, *colG = colsum + d, *rowG = colG + d, *gmu = rowG + n, *geta = gmu + d,
-       *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *dC = Yeta + n, *dR = dC + d;
+       *g1 = geta + n, *g2 = g1 + d, *Ymu = g2 + n, *Yeta = Ymu + d, *dC = Yeta + n, *dR = dC + d,
+       *gsink = dR + n; /* dL/dx when it is not wanted (g->gx NULL): every row adds into it */
   real *stw = w + 9 * nd + 2 * vb + 16 * (n + d);
   const real *tr = s->trace, *vtr = tr + rotp_badmm_voff(T, nd);
   for (int64_t i = 0; i < n; i++) {
@@ -328,6 +329,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   memset(geta, 0, (size_t)n * sizeof(real));
   memset(g1, 0, (size_t)d * sizeof(real));
   memset(g2, 0, (size_t)n * sizeof(real));
+  memset(gsink, 0, (size_t)d * sizeof(real));
   memset(dC, 0, (size_t)d * sizeof(real));
   memset(dR, 0, (size_t)n * sizeof(real));
   for (int64_t k = T - 1; k >= 0; k--) {
@@ -505,7 +507,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     double dyt = 0, ds = 0;
     for (int64_t i = 0; i < n; i++) {
       const real *gyr = G1 + i * d, *l = lt + i * d, *lsi = ls + i * d, *si = Si + i * d;
-      real *gx = g->gx + i * d, *gz = Gz + i * d, *gs = Gs + i * d, *gl = Gls + i * d;
+      real *gx = g->gx ? g->gx + i * d : gsink, *gz = Gz + i * d, *gs = Gs + i * d, *gl = Gls + i * d;
       real ay = 0, as = 0;
       /* rows of G_Yt sum to 0: the row constant R - leta of Yt - ls is dropped */
 #pragma omp simd reduction(+ : ay, as)

@@ -116,7 +116,7 @@ RL_HOT void rotp_implicit_backward(const rotp_opts *o, const rotp_set *s, rotp_g
     for (int64_t j = 0; j < d; j++) {
       real gz = g->glog[i * d + j];
       real gxe = gz - r2 * lu[j] * S1[i * d + j] - r3 * lv[i] * S2[i * d + j];
-      g->gx[i * d + j] += gxe * ie;
+      if (g->gx) g->gx[i * d + j] += gxe * ie;
       gie += (double)gxe * x[i * d + j];
     }
   double a2 = st->a2, a3 = st->a3, d2 = (a2 + e) * (a2 + e), d3 = (a3 + e) * (a3 + e);

@@ -681,7 +681,8 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       lin_bwd(n, d, F, ie, gL, gF, d, &g_ie, NULL, NULL);
     }
     /* F = x + a0 M(P) + tau log P   (compat: + log(P + eps)) */
-    for (int64_t i = 0; i < nd; i++) g->gx[i] += gF[i];
+    if (g->gx)
+      for (int64_t i = 0; i < nd; i++) g->gx[i] += gF[i];
     memset(gP, 0, (size_t)nd * sizeof(real));
     const real *kept = s->trace + T * (2 * nd + outer_vec(o, n, d)) + t * ROTP_STRUCT_KEEP(d);
     double dot = rotp_struct_backward(s, P, gF, st->a0, gP, g->gxs, g->gc1, g->gc2, stw, kept);

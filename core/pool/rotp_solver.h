@@ -46,7 +46,7 @@ typedef struct rotp_set {
 /* Gradient outputs of one set; every array is accumulated into (+=). */
 typedef struct rotp_grads {
   const real *glog;        /* n x d: dL/d(log P) = dL/dP .* P (input) */
-  real *gx;                /* n x d: dL/dx with c1, c2 held fixed; NULL: not wanted (alpha0 = 0, unrolled) */
+  real *gx;                /* n x d: dL/dx with c1, c2 held fixed; NULL: not wanted */
   real *gxs;               /* n x d: the part of dL/dx that flows through c1 = G/s1 and c2 = K/s2 (structure) */
   real *glp0, *glq0;       /* d, n */
   real *gp0, *gq0;         /* d, n: through the plain priors (compat initial plan) */
