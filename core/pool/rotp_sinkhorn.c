@@ -22,6 +22,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "../blas.h"
 #include "rotp_math.h"
 #include "rotp_solver.h"
 
@@ -34,10 +35,13 @@ size_t rotp_sinkhorn_trace_size(const rotp_opts *o, int64_t n, int64_t d) {
   return (size_t)(o->iters * (2 * n * d + outer_vec(o, n, d) + ROTP_STRUCT_KEEP(d)));
 }
 
+/* The structured reverse's low-rank factors of dL/dF (kstep_bwd): two rank-one terms per inner step. */
+static int64_t lowrank_size(const rotp_opts *o, int64_t n, int64_t d) { return 2 * o->inner * (n + d); }
+
 size_t rotp_sinkhorn_work_size(const rotp_opts *o, int64_t n, int64_t d) {
   size_t w = (size_t)(8 * (n + d));
-  if (o->structure)
-    w += (size_t)(5 * n * d) + rotp_struct_work_size(n, d, o->debug); /* ... + the kernel K */
+  if (o->structure) /* ... + the kernel K, + the low-rank factors */
+    w += (size_t)(5 * n * d) + rotp_struct_work_size(n, d, o->debug) + (size_t)lowrank_size(o, n, d);
   else
     w += (size_t)(n * d); /* the kernel K of the default update */
   return w;
@@ -208,11 +212,15 @@ RL_HOT static void kstep_fwd(int64_t n, int64_t d, const real *F, real ie, int f
 }
 
 /* Reverse of kstep_fwd (the same contract as step_bwd) from the kernel K of the forward. ev (n), eu (d), f1 (d)
-** scratch; gvin is scratch until its final pass. */
+** scratch; gvin is scratch until its final pass. dZ = K .* (f2 eu^T + ev f1^T) is a rank-two matrix times K: with
+** la (2 x n) and lb (2 x d) given, its two factors are written there instead of adding ie dZ to gF and <dZ, F> to
+** g_ie (lowrank_fold does both for all the inner steps of an outer step at once), and the pass over K makes the
+** adjoints gu, gvin alone. */
 RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K, real mK, real ie, real r2, real r3,
                              const real *lp0, const real *lq0, const real *vin, const real *A, const real *u,
                              const real *B, real *gu, const real *gv, real *gvin, real *gF, int64_t gsd, double *g_ie,
-                             double *gr2, double *gr3, real *glp0, real *glq0, real *ev, real *eu, real *f1) {
+                             double *gr2, double *gr3, real *glp0, real *glq0, real *ev, real *eu, real *f1, real *la,
+                             real *lb) {
   double gie = 0, g2 = 0, g3 = 0;
   real umax = scaled_exp(d, u, eu), vmax = scaled_exp(n, vin, ev);
   double Gie[RL_LANES];
@@ -225,7 +233,18 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
   }
 #pragma omp simd
   for (int64_t i = 0; i < n; i++) f2v[i] = -r3 * gv[i] * rl_exp(mK + umax - B[i]);
-  for (int64_t i = 0; i < n; i++) {
+  if (la) { /* gu += eu .* (K^T f2) */
+    memcpy(la, f2v, (size_t)n * sizeof(real));
+    memcpy(lb, eu, (size_t)d * sizeof(real));
+    for (int64_t j = 0; j < d; j++) f1[j] = 0;
+    for (int64_t i = 0; i < n; i++) {
+      real f2 = f2v[i];
+      const real *k = K + i * d;
+      if (f2 != 0) RL_ROW_LOOP(d, { f1[j] += f2 * k[j]; });
+    }
+    for (int64_t j = 0; j < d; j++) gu[j] += eu[j] * f1[j];
+  }
+  for (int64_t i = 0; i < n && !la; i++) {
     real f2 = f2v[i];
     const real *f = F + i * d, *k = K + i * d;
     real *gf = gF + i * gsd, acc[RL_LANES];
@@ -246,7 +265,22 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
   }
 #pragma omp simd
   for (int64_t j = 0; j < d; j++) f1[j] = -r2 * gu[j] * rl_exp(mK + vmax - A[j]);
-  for (int64_t i = 0; i < n; i++) {
+  if (la) { /* gvin = ev .* (K f1) */
+    memcpy(la + n, ev, (size_t)n * sizeof(real));
+    memcpy(lb + d, f1, (size_t)d * sizeof(real));
+    for (int64_t i = 0; i < n; i++) {
+      real e = ev[i], rs[RL_LANES];
+      const real *k = K + i * d;
+      if (e == 0) {
+        gvin[i] = 0;
+        continue;
+      }
+      rl_lanes_fill(rs, 0);
+      RL_ROW_LOOP(d, { rs[ln] += f1[j] * k[j]; });
+      gvin[i] = e * rl_lanes_sum(rs);
+    }
+  }
+  for (int64_t i = 0; i < n && !la; i++) {
     real e = ev[i];
     if (e == 0) {
       gvin[i] = 0;
@@ -269,6 +303,28 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
   *g_ie += gie;
   *gr2 += g2;
   *gr3 += g3;
+}
+
+/* The inner steps' dL/dF of an outer step from their low-rank factors (kstep_bwd): with S = la^T lb (la: R x n,
+** lb: R x d; one matrix product into S, n x d scratch), gF += ie K .* S and *g_ie += <K .* S, F>: one pass over K
+** instead of two heavier ones per inner step. */
+RL_HOT static void lowrank_fold(int64_t n, int64_t d, const real *F, const real *K, real ie, int64_t R, const real *la,
+                                const real *lb, real *gF, double *g_ie, real *S) {
+  rl_gemm(1, 0, n, d, R, 1, la, n, lb, d, 0, S, d);
+  double G[RL_LANES];
+  for (int l = 0; l < RL_LANES; l++) G[l] = 0;
+  for (int64_t i = 0; i < n; i++) {
+    const real *f = F + i * d, *k = K + i * d, *si = S + i * d;
+    real *gf = gF + i * d, acc[RL_LANES];
+    rl_lanes_fill(acc, 0);
+    RL_ROW_LOOP(d, {
+      real w = k[j] * si[j];
+      gf[j] += ie * w;
+      acc[ln] += w * f[j];
+    });
+    rl_lanes_fold(G, acc, 1);
+  }
+  *g_ie += rl_lanes_dsum(G);
 }
 
 /* max and min of a block */
@@ -500,7 +556,7 @@ static void uot_backward(const rotp_opts *o, const rotp_set *s, rotp_grads *g) {
       if (kernel_ok(xmax, xmin, ie)) {
         mK = xmax * ie;
         kstep_bwd(n, d, s->x, Ktr + kernel_slot(o, k) * n * d, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu,
-                  gv, gv2, gxr, gsd, &g_ie, &gr2, &gr3, g->glp0, g->glq0, ev, eu, sc);
+                  gv, gv2, gxr, gsd, &g_ie, &gr2, &gr3, g->glp0, g->glq0, ev, eu, sc, NULL, NULL);
       } else {
         step_bwd(n, d, s->x, ie, r2, r3, s->lp0, s->lq0, vin, A, u, B, gu, gv, gv2, gxr, gsd, &g_ie, &gr2, &gr3,
                  g->glp0, g->glq0);
@@ -636,6 +692,7 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
   int64_t n = s->n, d = s->d, nd = n * d, T = o->iters, K = o->inner, blk = 2 * (n + d);
   real *w = s->work, *gu = w, *gv = gu + d, *gu2 = gv + n, *gv2 = gu2 + d, *sc = gv2 + n;
   real *gL = w + 8 * (n + d), *gF = gL + nd, *gP = gF + nd, *Kw = gP + nd, *stw = Kw + nd;
+  real *la = stw + rotp_struct_work_size(n, d, o->debug), *lb = la + 2 * K * n;
   real *ev = w + 6 * (n + d), *eu = ev + n, mK = 0;
   const real tau = (real)ROTP_TAU;
   const real eps = (real)ROTP_REF_EPS;
@@ -664,7 +721,7 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
           if (k < K - 1) memset(gu, 0, (size_t)d * sizeof(real));
           if (kern)
             kstep_bwd(n, d, F, Kw, mK, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, d, &g_ie, &gr2, &gr3,
-                      g->glp0, g->glq0, ev, eu, sc);
+                      g->glp0, g->glq0, ev, eu, sc, la + 2 * k * n, lb + 2 * k * d);
           else
             step_bwd(n, d, F, ie, r2, r3, s->lp0, s->lq0, vin, A, uu, B, gu, gv, gv2, gF, d, &g_ie, &gr2, &gr3, g->glp0,
                      g->glq0);
@@ -677,6 +734,7 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
           memcpy(gv, gv2, (size_t)n * sizeof(real));
         }
       }
+      if (kern) lowrank_fold(n, d, F, Kw, ie, 2 * K, la, lb, gF, &g_ie, gP); /* gP: scratch until below */
     } else {
       lin_bwd(n, d, F, ie, gL, gF, d, &g_ie, NULL, NULL);
     }
