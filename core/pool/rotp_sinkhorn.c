@@ -597,8 +597,10 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
   for (int64_t i = 0; i < n; i++) {
     real *lc = Lcur + i * d, q = o->compat ? s->q0[i] : s->lq0[i];
     if (o->compat)
+#pragma omp simd
       for (int64_t j = 0; j < d; j++) lc[j] = q * s->p0[j];
     else
+#pragma omp simd
       for (int64_t j = 0; j < d; j++) lc[j] = q + s->lp0[j];
   }
   for (int64_t t = 0; t < T; t++) {
@@ -685,6 +687,7 @@ RL_HOT static void rot_forward(const rotp_opts *o, const rotp_set *s) {
   if (o->compat)
     memcpy(s->plan, Lcur, (size_t)nd * sizeof(real));
   else
+#pragma omp simd
     for (int64_t i = 0; i < nd; i++) s->plan[i] = rl_exp(Lcur[i]);
 }
 
@@ -762,11 +765,16 @@ RL_HOT static void rot_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     }
     if (t == 0) {
       if (!o->compat) {
-        for (int64_t i = 0; i < n; i++)
-          for (int64_t j = 0; j < d; j++) {
-            g->glq0[i] += gL[i * d + j];
-            g->glp0[j] += gL[i * d + j];
-          }
+        for (int64_t i = 0; i < n; i++) {
+          const real *gl = gL + i * d;
+          real *glp0 = g->glp0, acc[RL_LANES];
+          rl_lanes_fill(acc, 0);
+          RL_ROW_LOOP(d, {
+            acc[ln] += gl[j];
+            glp0[j] += gl[j];
+          });
+          g->glq0[i] += rl_lanes_sum(acc);
+        }
       } else {
         for (int64_t i = 0; i < n; i++)
           for (int64_t j = 0; j < d; j++) {
