@@ -176,12 +176,18 @@ RL_HOT static void t_step(int64_t n, int64_t d, const real *x, const real *z, co
   for (int64_t i = 0; i < n; i++) {
     const real *xi = x + i * d, *zi = z + i * d, *li = ls + i * d;
     real *lti = lt + i * d, *ti = t + i * d, m = -INFINITY;
-    if (Ms || S) {
-      const real *mi = Ms ? Ms + i * d : NULL, *si = S ? S + i * d : NULL;
-      for (int64_t j = 0; j < d; j++) {
-        real y = xi[j] - zi[j] + (mi ? a0 * mi[j] : 0) - (si ? q1 * si[j] : 0);
-        lti[j] = y * ir + li[j];
-      }
+    if (Ms && S) {
+      const real *mi = Ms + i * d, *si = S + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j] + a0 * mi[j] - q1 * si[j]) * ir + li[j];
+    } else if (Ms) {
+      const real *mi = Ms + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j] + a0 * mi[j]) * ir + li[j];
+    } else if (S) {
+      const real *si = S + i * d;
+#pragma omp simd
+      for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j] - q1 * si[j]) * ir + li[j];
     } else {
 #pragma omp simd
       for (int64_t j = 0; j < d; j++) lti[j] = (xi[j] - zi[j]) * ir + li[j];
@@ -536,12 +542,17 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
     Si = sw;
   }
   /* initial state: ls_0 = lq0 + lp0 (s_0 = exp(ls_0) = Sn now), lmu_0 = lp0, leta_0 = lq0 */
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) {
-      real gl = Gls[i * d + j] + Gs[i * d + j] * Sn[i * d + j];
-      g->glq0[i] += gl;
-      g->glp0[j] += gl;
-    }
+  for (int64_t i = 0; i < n; i++) {
+    const real *gli = Gls + i * d, *gsi = Gs + i * d, *si = Sn + i * d;
+    real *glp0 = g->glp0, acc[RL_LANES];
+    rl_lanes_fill(acc, 0);
+    RL_ROW_LOOP(d, {
+      real gl = gli[j] + gsi[j] * si[j];
+      acc[ln] += gl;
+      glp0[j] += gl;
+    });
+    g->glq0[i] += rl_lanes_sum(acc);
+  }
   for (int64_t j = 0; j < d; j++) g->glp0[j] += gmu[j];
   for (int64_t i = 0; i < n; i++) g->glq0[i] += geta[i];
 }
