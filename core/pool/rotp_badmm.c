@@ -110,7 +110,9 @@ void rotp_badmm_compat_marginals(const rotp_step *st, const rotp_set *s, const r
   rotp_log_softmax(d, Ymu, lmu2);
   for (int64_t i = 0; i < n; i++) Yeta[i] = (r * leta[i] + a3 * s->lq0[i] - z2[i]) / (r + a3);
   rotp_log_softmax(n, Yeta, leta2);
+#pragma omp simd
   for (int64_t j = 0; j < d; j++) z1n[j] = z1[j] + r * (rl_exp(lmu2[j]) - colsum[j]);
+#pragma omp simd
   for (int64_t i = 0; i < n; i++) z2n[i] = z2[i] + r * (rl_exp(leta2[i]) - rowsum[i]);
 }
 
@@ -412,11 +414,13 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       ** column's mass is too small for exp(-lmu) */
       int tiny = 0;
       for (int64_t j = 0; j < d; j++) tiny |= lmu[j] < (real)ROTP_LOG_MARGIN_FLOOR;
+#pragma omp simd
       for (int64_t j = 0; j < d; j++) Ymu[j] = (tiny ? 1 : rl_exp(-lmu[j])) * (colG[j] - dC[j]);
       for (int64_t i = 0; i < n; i++) {
         const real *gl = Gls + i * d, *sv = Sn + i * d, *lsr = lsn + i * d;
         real *g1r = G1 + i * d;
         if (tiny)
+#pragma omp simd
           for (int64_t j = 0; j < d; j++) g1r[j] = gl[j] - rl_exp(lsr[j] - lmu[j]) * Ymu[j];
         else
 #pragma omp simd
@@ -493,6 +497,7 @@ RL_HOT void rotp_badmm_backward(const rotp_opts *o, const rotp_set *s, rotp_grad
       real sc = rs - dR[i]; /* the adjoint of R: -rowG, + dR through step 7' */
       if (leta[i] < (real)ROTP_LOG_MARGIN_FLOOR) { /* too small a row mass for exp(-leta): exp(lt - leta) */
         const real *l = lt + i * d;
+#pragma omp simd
         for (int64_t j = 0; j < d; j++) g1r[j] -= rl_exp(l[j] - leta[i]) * sc;
       } else {
         sc *= rl_exp(-leta[i]);

@@ -46,6 +46,7 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
   memset(v0 + d + n, 0, (size_t)(d + n) * sizeof(real));
   real *ep = Ymu;
   if (quad)
+#pragma omp simd
     for (int64_t j = 0; j < d; j++) ep[j] = rl_exp(s->lp0[j]);
   for (int64_t k = 0; k < T; k++) {
     int last = k == T - 1;
@@ -204,6 +205,7 @@ RL_HOT void rotp_badmm_forward_fused(const rotp_opts *o, const rotp_set *s) {
         });
       }
     }
+#pragma omp simd
     for (int64_t j = 0; j < d; j++) {
       C[j] = cg[j] + rl_logv(colsum[j]);
       ics[j] = 1 / colsum[j]; /* exp(cg - C): softmax_n(Ys) = E ics, for the reverse */
@@ -247,6 +249,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
   memset(dR, 0, (size_t)n * sizeof(real));
   memset(gsink, 0, (size_t)d * sizeof(real)); /* dL/dx when it is not wanted (g->gx NULL): every row adds into it */
   if (quad)
+#pragma omp simd
     for (int64_t j = 0; j < d; j++) ep[j] = rl_exp(s->lp0[j]);
   for (int64_t k = T - 1; k >= 0; k--) {
     int tail = k == T - 1; /* only the t-step reaches the plan: every other adjoint is still 0 */
@@ -269,13 +272,16 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
         rotp_badmm_marginals_backward(st, quad, s, C, R, lmu2, leta2, gmu, geta, dC, dR, g->glp0, g->glq0, &gr,
                                       &ga1, &ga2, &ga3);
       } else { /* the authors' steps 9, 8 (vector part) and 7, 6 */
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) geta[i] += r * g2[i] * rl_exp(leta2[i]);
+#pragma omp simd
         for (int64_t j = 0; j < d; j++) gmu[j] += r * g1[j] * rl_exp(lmu2[j]);
         rotp_badmm_compat_marginal_backward(n, r, a3, leta, s->lq0, z2, leta2, geta, cgeta, g->glq0, &gr, &ga3);
         rotp_badmm_compat_marginal_backward(d, r, a2, lmu, s->lp0, z1, lmu2, gmu, cgmu, g->glp0, &gr, &ga2);
       }
       /* steps 5, 8 on s' and step 4's total adjoint of ls' with its column sums colG: made by iteration k + 1's
       ** last row loop (below) */
+#pragma omp simd reduction(+ : gr)
       for (int64_t j = 0; j < d; j++) {
         gr += (double)g1[j] * (rl_exp(lmu2[j]) - rl_exp(lmu[j])); /* colsum(s') = exp(lmu) by step 4 */
         gmu[j] += colG[j];
@@ -296,10 +302,12 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
     rl_lanes_fill(a_yt, 0);
     rl_lanes_fill(a_s, 0);
     double drs = 0; /* step 9's sum_i g2_i (exp(leta2_i) - rowsum(t)_i), rowsum(t) = exp(leta) by step 2 */
+#pragma omp simd
     for (int64_t i = 0; i < n; i++) eml[i] = rl_exp(-leta[i]); /* softmax_d(Yt) = t exp(-leta) (see below) */
     real rp = k ? o->steps[k - 1].rho : 0; /* iteration k - 1's, for its steps 5 and 8 done here */
     if (k) memset(colG, 0, (size_t)d * sizeof(real));
     if (!tail)
+#pragma omp simd reduction(+ : drs)
       for (int64_t i = 0; i < n; i++) drs += (double)g2[i] * (rl_exp(leta2[i]) - rl_exp(leta[i]));
     for (int64_t i = 0; i < n; i++) {
       const real *lti = lt + i * d, *ui = Uk + i * d;
@@ -359,6 +367,7 @@ RL_HOT void rotp_badmm_backward_fused(const rotp_opts *o, const rotp_set *s, rot
       ** as exp(lt - leta) (into trow: t has no further use) */
       real sc = (rG - dR[i]) * eml[i];
       if (leta[i] < (real)ROTP_LOG_MARGIN_FLOOR) {
+#pragma omp simd
         for (int64_t j = 0; j < d; j++) trow[j] = rl_exp(lti[j] - leta[i]);
         sc = rG - dR[i];
       }

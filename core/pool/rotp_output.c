@@ -103,6 +103,7 @@ RL_HOT void rotp_pool_eq5_backward(int64_t n, int64_t d, const real *x, const re
   int plan_ok = 1;
   for (int64_t j = 0; j < d; j++) plan_ok &= lden[j] >= (real)ROTP_EQ5_PLAN_MIN && lden[j] <= (real)ROTP_EQ5_PLAN_MAX;
   if (plan_ok) {
+#pragma omp simd
     for (int64_t j = 0; j < d; j++) gs[j] = g[j] * rl_exp(-lden[j]); /* g / den */
     for (int64_t i = 0; i < n; i++) {
       const real *p = P + i * d, *xi = x + i * d;
