@@ -134,8 +134,8 @@ end
 
 ------------------------------------------------------------------ no input gradient: the same parameter gradients
 -- backward(input, grad, false) skips the paths to x alone -- the structure term's (through c1, c2, the normalisers),
--- the priors', the output's direct one and the alpha0 = 0 reverses' dL/dx: every parameter's gradient must be what
--- the full backward gives.
+-- the priors', the output's direct one and the solvers' dL/dx: every parameter's gradient must be what the full
+-- backward gives.
 do
   local D = 5
   local s = batch(11, { 6, 9, 4 }, D)

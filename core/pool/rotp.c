@@ -301,8 +301,8 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
     int64_t o = off[b], n = off[b + 1] - o;
     real *gxb = gx ? gx + o * D : NULL;
     /* the output's reverse (its direct dL/dx, when wanted, initialises this set's rows), or zeros; without an input
-    ** gradient the solver skips its dL/dx too (rotp_grads.gx NULL) */
-    real *direct = gxo ? gxo + o * D : xgrad ? gxb : NULL;
+    ** gradient gxb is NULL and the solver skips its dL/dx too */
+    real *direct = gxo ? gxo + o * D : gxb;
     if (gy) {
       if (c->output == RL_ROTP_OUT_REFERENCE)
         rotp_pool_ref_backward(n, D, X + o * D, P + o * D, gy + b * D, gP + o * D, direct);
@@ -310,13 +310,13 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
         rotp_pool_eq5_backward(n, D, X + o * D, P + o * D, LP + o * D, gy + b * D, lden + b * D, fout + b * D,
                                pscr + b * D, gP + o * D, direct);
     }
-    if (xgrad && (!gy || direct != gxb)) memset(gxb, 0, (size_t)(n * D) * sizeof(real));
+    if (gxb && (!gy || direct != gxb)) memset(gxb, 0, (size_t)(n * D) * sizeof(real));
     if (!one) memset(gxs + o * D, 0, (size_t)(n * D) * sizeof(real));
     rotp_set s;
     set_of(r, in, b, work + wsz * (size_t)omp_get_thread_num(), &s);
     rotp_grads g;
     g.glog = gP + o * D;
-    g.gx = xgrad ? gxb : NULL;
+    g.gx = gxb;
     g.gxs = xgrad ? gxs + o * D : NULL;
     g.glp0 = glp0 + b * D;
     g.gp0 = gp0 + b * D;
@@ -336,7 +336,7 @@ static int backward_from_plan(rotp_module *r, const rl_batch *in, real *gx_out, 
   }
   if (c->structure) rl_blas_set_threads(nth);
   if (c->structure && xgrad) rotp_structure_backward(r, in, gxs);
-  rotp_priors_backward(r, in, xgrad ? gx : NULL);
+  rotp_priors_backward(r, in, gx);
   /* parameters: raw[j_k] += sum over sets of dL/dvalue_k * softplus'(raw[j_k]) */
   for (int a = 0; a < RL_ROTP_NALPHA; a++) {
     if (r->pidx[a] < 0) continue;

@@ -122,8 +122,10 @@ void rotp_badmm_compat_marginals(const rotp_step *st, const rotp_set *s, const r
 void rotp_badmm_compat_marginal_backward(int64_t m, real r, real a, const real *l, const real *lprior, const real *zd,
                                          const real *l2, real *g, real *cg, real *gprior, double *gr, double *ga) {
   double sum = 0, dr = 0, da = 0;
+#pragma omp simd reduction(+ : sum)
   for (int64_t i = 0; i < m; i++) sum += g[i];
   real c = 1 / (r + a);
+#pragma omp simd reduction(+ : dr, da)
   for (int64_t i = 0; i < m; i++) {
     real Y = (r * l[i] + a * lprior[i] - zd[i]) * c;
     real gy = g[i] - rl_exp(l2[i]) * (real)sum;

@@ -243,20 +243,21 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
       if (f2 != 0) RL_ROW_LOOP(d, { f1[j] += f2 * k[j]; });
     }
     for (int64_t j = 0; j < d; j++) gu[j] += eu[j] * f1[j];
-  }
-  for (int64_t i = 0; i < n && !la; i++) {
-    real f2 = f2v[i];
-    const real *f = F + i * d, *k = K + i * d;
-    real *gf = gF + i * gsd, acc[RL_LANES];
-    if (f2 == 0) continue;
-    rl_lanes_fill(acc, 0);
-    RL_ROW_LOOP(d, {
-      real w = f2 * k[j] * eu[j];
-      gf[j] += ie * w;
-      acc[ln] += w * f[j];
-      gu[j] += w;
-    });
-    rl_lanes_fold(Gie, acc, 1);
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      real f2 = f2v[i];
+      const real *f = F + i * d, *k = K + i * d;
+      real *gf = gF + i * gsd, acc[RL_LANES];
+      if (f2 == 0) continue;
+      rl_lanes_fill(acc, 0);
+      RL_ROW_LOOP(d, {
+        real w = f2 * k[j] * eu[j];
+        gf[j] += ie * w;
+        acc[ln] += w * f[j];
+        gu[j] += w;
+      });
+      rl_lanes_fold(Gie, acc, 1);
+    }
   }
   /* u = r2 (lp0 - A): dZ1 = dA_d S1, S1 = K ev exp(mK + vmax - A_d) */
   for (int64_t j = 0; j < d; j++) {
@@ -279,25 +280,26 @@ RL_HOT static void kstep_bwd(int64_t n, int64_t d, const real *F, const real *K,
       RL_ROW_LOOP(d, { rs[ln] += f1[j] * k[j]; });
       gvin[i] = e * rl_lanes_sum(rs);
     }
-  }
-  for (int64_t i = 0; i < n && !la; i++) {
-    real e = ev[i];
-    if (e == 0) {
-      gvin[i] = 0;
-      continue;
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      real e = ev[i];
+      if (e == 0) {
+        gvin[i] = 0;
+        continue;
+      }
+      const real *f = F + i * d, *k = K + i * d;
+      real *gf = gF + i * gsd, acc[RL_LANES], rs[RL_LANES];
+      rl_lanes_fill(acc, 0);
+      rl_lanes_fill(rs, 0);
+      RL_ROW_LOOP(d, {
+        real w = f1[j] * k[j] * e;
+        gf[j] += ie * w;
+        acc[ln] += w * f[j];
+        rs[ln] += w;
+      });
+      rl_lanes_fold(Gie, acc, 1);
+      gvin[i] = rl_lanes_sum(rs);
     }
-    const real *f = F + i * d, *k = K + i * d;
-    real *gf = gF + i * gsd, acc[RL_LANES], rs[RL_LANES];
-    rl_lanes_fill(acc, 0);
-    rl_lanes_fill(rs, 0);
-    RL_ROW_LOOP(d, {
-      real w = f1[j] * k[j] * e;
-      gf[j] += ie * w;
-      acc[ln] += w * f[j];
-      rs[ln] += w;
-    });
-    rl_lanes_fold(Gie, acc, 1);
-    gvin[i] = rl_lanes_sum(rs);
   }
   gie = rl_lanes_dsum(Gie);
   *g_ie += gie;
@@ -436,8 +438,7 @@ RL_HOT static void plan_fill(int64_t n, int64_t d, const real *F, real ie, const
 RL_HOT static void lin_bwd(int64_t n, int64_t d, const real *F, real ie, const real *a, real *gF, int64_t gsd,
                            double *g_ie, real *gu, real *gv) {
   if (gu)
-    for (int64_t j = 0; j < d; j++)
-      gu[j] = 0;
+    for (int64_t j = 0; j < d; j++) gu[j] = 0;
   double G[RL_LANES];
   for (int l = 0; l < RL_LANES; l++) G[l] = 0;
   for (int64_t i = 0; i < n; i++) {

@@ -56,9 +56,8 @@ local function repeats_for(fn)
   return math.max(REPEATS_MIN, math.min(REPEATS_MAX, math.floor(REPEAT_MS / math.max(ms, 1e-3))))
 end
 
--- wall milliseconds of each of `repeats` calls of fn (after one warm-up call)
+-- wall milliseconds of each of `repeats` calls of fn (warmed up by repeats_for)
 local function wall_each(fn, repeats)
-  fn()
   local ts = {}
   for r = 1, repeats do
     local t0 = util.clock()
